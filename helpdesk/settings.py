@@ -1,0 +1,261 @@
+"""Every setting of the helpdesk, read from the environment in this one place.
+
+With no environment at all this is the *embedded default*: SQLite, the in-memory channel
+layer and Celery tasks executed in-process, so `make run` needs no services. Setting
+DATABASE_URL and REDIS_URL switches to production: PostgreSQL (psycopg 3, pooled), Redis as
+Celery broker and as the channel layer, separate worker and beat processes. README.md lists
+every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not env_bool("HELPDESK_EMBEDDED", not env("DATABASE_URL")):
+        raise ImproperlyConfigured("SECRET_KEY must be set when DATABASE_URL is set (production).")
+    # Embedded default only: a fixed key so sessions survive restarts of the demo.
+    SECRET_KEY = "embedded-demo-key-not-for-production-" + "x" * 20  # noqa: S105
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "tickets",
+    "channels_in",
+    "bots",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# Benchmarks (and curious operators) can ask for the number of SQL queries per request.
+if env_bool("HELPDESK_QUERY_COUNT_HEADER", False):
+    MIDDLEWARE.insert(0, "helpdesk.middleware.QueryCountMiddleware")
+
+ROOT_URLCONF = "helpdesk.urls"
+WSGI_APPLICATION = "helpdesk.wsgi.application"
+ASGI_APPLICATION = "helpdesk.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "tickets.context_processors.helpdesk",
+            ],
+        },
+    }
+]
+
+# --- Database ---------------------------------------------------------------------------
+EMBEDDED = not env("DATABASE_URL")
+if EMBEDDED:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env("SQLITE_PATH", str(BASE_DIR / "var" / "helpdesk.sqlite3")),
+            # IMMEDIATE takes the write lock at BEGIN: SQLite ignores SELECT ... FOR UPDATE,
+            # so this is what serializes take-next and every other read-then-write action.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+        }
+    }
+else:
+    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"))}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        pool_max = env_int("DB_POOL_MAX", 8)
+        if pool_max > 0:
+            # Django's psycopg pool: persistent connections failed requests under ASGI
+            # (PERF-NOTES), the pool did not.
+            DATABASES["default"]["OPTIONS"] = {
+                "pool": {"min_size": env_int("DB_POOL_MIN", 1), "max_size": pool_max, "timeout": 10}
+            }
+            DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, Celery, Channels ------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", "")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+# Embedded default: run tasks in the calling process, right after the transaction commits.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not CELERY_BROKER_URL)
+CELERY_TASK_EAGER_PROPAGATES = env_bool("CELERY_TASK_EAGER_PROPAGATES", False)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "helpdesk")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "close-resolved-tickets": {
+        "task": "tickets.tasks.close_resolved_tickets",
+        "schedule": timedelta(minutes=10),
+    },
+}
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            # The pub/sub layer: the default channels_redis layer drops group messages
+            # silently on overflow (PERF-NOTES); clients re-sync by version anyway.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_LAYER_PREFIX", "helpdesk")},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Auth, sessions ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "queue"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_AGE = 60 * 60 * 12
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not EMBEDDED and not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# --- i18n ---------------------------------------------------------------------------------
+LANGUAGE_CODE = "en"
+TIME_ZONE = env("TIME_ZONE", "Europe/Vilnius")
+USE_I18N = True
+USE_TZ = True
+
+# --- Files ------------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+WHITENOISE_USE_FINDERS = True  # no collectstatic needed for the embedded default
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 30 * 1024 * 1024)
+
+# --- REST API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["tickets.api.permissions.IsStaffMember"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG or EMBEDDED else []),
+    "EXCEPTION_HANDLER": "tickets.api.errors.exception_handler",
+    "PAGE_SIZE": 25,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Helpdesk API",
+    "DESCRIPTION": (
+        "Every inbound message on every channel is a ticket in one prioritized queue. "
+        "Authenticate with `Authorization: Token <key>` (POST /api/v1/auth/token/) or a session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- The helpdesk ---------------------------------------------------------------------------
+# Languages the product answers in; detection is restricted to these.
+HELPDESK_LANGUAGES = env_list("HELPDESK_LANGUAGES", "en,pt,ru,zh,lt")
+# Region used to read phone numbers written without a country code.
+HELPDESK_DEFAULT_REGION = env("HELPDESK_DEFAULT_REGION", "LT")
+# A resolved ticket reopens when the customer writes again within this window; after it a
+# new ticket starts (and the periodic job closes the old one).
+HELPDESK_REOPEN_WINDOW = timedelta(hours=env_int("HELPDESK_REOPEN_WINDOW_HOURS", 72))
+HELPDESK_MAX_ATTACHMENT_BYTES = env_int("HELPDESK_MAX_ATTACHMENT_MB", 25) * 1024 * 1024
+HELPDESK_MAX_ATTACHMENTS_PER_MESSAGE = env_int("HELPDESK_MAX_ATTACHMENTS_PER_MESSAGE", 10)
+HELPDESK_MAX_MESSAGE_CHARS = env_int("HELPDESK_MAX_MESSAGE_CHARS", 20000)
+# Default service targets (first response, resolution) per priority level, in minutes.
+# Policies per team and channel with business hours refine these.
+HELPDESK_SLA_MINUTES = {
+    "urgent": (env_int("SLA_URGENT_FIRST_MIN", 15), env_int("SLA_URGENT_RESOLVE_MIN", 4 * 60)),
+    "high": (env_int("SLA_HIGH_FIRST_MIN", 60), env_int("SLA_HIGH_RESOLVE_MIN", 8 * 60)),
+    "normal": (env_int("SLA_NORMAL_FIRST_MIN", 4 * 60), env_int("SLA_NORMAL_RESOLVE_MIN", 24 * 60)),
+    "low": (env_int("SLA_LOW_FIRST_MIN", 24 * 60), env_int("SLA_LOW_RESOLVE_MIN", 72 * 60)),
+}
+# Called (by dotted path) after commit with the id of each new outbound Delivery; the edge
+# (channels_in) sends it. tickets never imports an adapter.
+HELPDESK_DELIVERY_DISPATCHER = env(
+    "HELPDESK_DELIVERY_DISPATCHER", "channels_in.outbound.dispatch_delivery"
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,11 @@
+"""WSGI entry point: production serves webhooks, the API and pages here (gunicorn)."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "helpdesk.settings")
+
+application = get_wsgi_application()

@@ -1,0 +1,76 @@
+"""One queue ordering for everyone, and who may see and work which tickets."""
+
+from __future__ import annotations
+
+from django.db.models import F, Q, QuerySet
+
+from .models import ACTIVE_STATUSES, WORKABLE_STATUSES, Agent, Skill, Ticket
+
+# Most urgent level first, then the nearest SLA deadline, then who has waited longest.
+# Matches the partial indexes on Ticket exactly, so a page is an index range scan.
+QUEUE_ORDERING = (
+    F("priority").desc(),
+    F("sla_due_at").asc(),
+    F("waiting_since").asc(nulls_last=True),
+    F("id").asc(),
+)
+
+
+def team_ids(agent: Agent) -> list[int]:
+    cached = getattr(agent, "_team_ids", None)
+    if cached is None:
+        cached = list(agent.teams.values_list("id", flat=True))
+        agent._team_ids = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def skill_ids(agent: Agent) -> list[int]:
+    cached = getattr(agent, "_skill_ids", None)
+    if cached is None:
+        cached = list(agent.skills.values_list("id", flat=True))
+        agent._skill_ids = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def visible_filter(agent: Agent) -> Q:
+    """Supervisors and admins see every ticket; an agent sees their teams' tickets and
+    whatever is assigned to them."""
+    if agent.is_supervisor:
+        return Q()
+    return Q(team_id__in=team_ids(agent)) | Q(assignee_id=agent.pk)
+
+
+def visible_tickets(agent: Agent) -> QuerySet[Ticket]:
+    return Ticket.objects.filter(visible_filter(agent))
+
+
+def can_see(agent: Agent, ticket: Ticket) -> bool:
+    return (
+        agent.is_supervisor
+        or ticket.assignee_id == agent.pk
+        or (ticket.team_id is not None and ticket.team_id in team_ids(agent))
+    )
+
+
+def can_work_team(agent: Agent, team_id: int | None) -> bool:
+    """May `agent` be the assignee of a ticket in this team?"""
+    return agent.is_supervisor or team_id is None or team_id in team_ids(agent)
+
+
+def workable_by(agent: Agent) -> QuerySet[Ticket]:
+    """Unassigned tickets the agent may take: their teams, a language they answer in, and
+    every required skill."""
+    qs = Ticket.objects.filter(status__in=WORKABLE_STATUSES, assignee__isnull=True)
+    teams = team_ids(agent)
+    if agent.is_supervisor and not teams:
+        pass  # a supervisor without teams may take from anywhere
+    else:
+        qs = qs.filter(team_id__in=teams)
+    if agent.languages:
+        qs = qs.filter(Q(language__in=agent.languages) | Q(language=""))
+    missing = Skill.objects.exclude(id__in=skill_ids(agent))
+    return qs.exclude(required_skills__in=missing)
+
+
+def active(qs: QuerySet[Ticket]) -> QuerySet[Ticket]:
+    return qs.filter(status__in=ACTIVE_STATUSES)
