@@ -13,6 +13,6 @@ def dispatch_delivery(delivery_id: int) -> None:
     Until a channel's adapter can send, the delivery stays queued in the outbox: nothing is
     lost, and the sender task picks it up once it exists.
     """
-    from .tasks import send_delivery  # noqa: PLC0415  (tasks import models; keep import light)
+    from .tasks import send_delivery  # imported late: tasks pull in Celery
 
     send_delivery.delay(delivery_id)

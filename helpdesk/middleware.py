@@ -25,8 +25,10 @@ class QueryCountMiddleware:
         with connection.execute_wrapper(counter):
             response = self.get_response(request)
             # Streaming and lazily rendered responses run their queries inside this block.
-            if hasattr(response, "render") and callable(response.render) and not getattr(
-                response, "is_rendered", True
+            if (
+                hasattr(response, "render")
+                and callable(response.render)
+                and not getattr(response, "is_rendered", True)
             ):
                 response.render()
         response["X-Query-Count"] = str(count)

@@ -50,7 +50,7 @@ if not SECRET_KEY:
     if not env_bool("HELPDESK_EMBEDDED", not env("DATABASE_URL")):
         raise ImproperlyConfigured("SECRET_KEY must be set when DATABASE_URL is set (production).")
     # Embedded default only: a fixed key so sessions survive restarts of the demo.
-    SECRET_KEY = "embedded-demo-key-not-for-production-" + "x" * 20  # noqa: S105
+    SECRET_KEY = "embedded-demo-key-not-for-production-" + "x" * 20
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "tickets",
     "channels_in",
@@ -209,7 +210,6 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG or EMBEDDED else []),
     "EXCEPTION_HANDLER": "tickets.api.errors.exception_handler",
-    "PAGE_SIZE": 25,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -221,6 +221,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from our own static files: agents' networks may not reach a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- The helpdesk ---------------------------------------------------------------------------

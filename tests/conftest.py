@@ -36,14 +36,24 @@ def billing(db: Any) -> Team:
     return Team.objects.create(name="Billing", slug="billing")
 
 
-def make_agent(username: str, *, role: str = Role.AGENT, teams: tuple[Team, ...] = (),
-               languages: tuple[str, ...] = (), capacity: int = 10, first_name: str = "") -> Agent:
+def make_agent(
+    username: str,
+    *,
+    role: str = Role.AGENT,
+    teams: tuple[Team, ...] = (),
+    languages: tuple[str, ...] = (),
+    capacity: int = 10,
+    first_name: str = "",
+) -> Agent:
     user = get_user_model().objects.create_user(
-        username=username, password=PASSWORD, first_name=first_name or username.capitalize(),
+        username=username,
+        password=PASSWORD,
+        first_name=first_name or username.capitalize(),
         email=f"{username}@utility.example",
     )
-    agent = Agent.objects.create(user=user, role=role, languages=list(languages),
-                                 capacity=capacity, presence="online")
+    agent = Agent.objects.create(
+        user=user, role=role, languages=list(languages), capacity=capacity, presence="online"
+    )
     agent.teams.set(teams)
     return agent
 
@@ -75,15 +85,20 @@ def mallory(db: Any) -> Any:
 
 @pytest.fixture
 def telegram(outages: Team) -> Channel:
-    return Channel.objects.create(kind="telegram", key="tg-main", name="Telegram bot",
-                                  default_team=outages,
-                                  credentials={"bot_token": "123:ABC", "secret_token": "s3cret"})
+    return Channel.objects.create(
+        kind="telegram",
+        key="tg-main",
+        name="Telegram bot",
+        default_team=outages,
+        credentials={"bot_token": "123:ABC", "secret_token": "s3cret"},
+    )
 
 
 @pytest.fixture
 def whatsapp(outages: Team) -> Channel:
-    return Channel.objects.create(kind="whatsapp", key="wa-main", name="WhatsApp",
-                                  default_team=outages)
+    return Channel.objects.create(
+        kind="whatsapp", key="wa-main", name="WhatsApp", default_team=outages
+    )
 
 
 @pytest.fixture
@@ -93,19 +108,34 @@ def sms(billing: Team) -> Channel:
 
 @pytest.fixture
 def email_channel(billing: Team) -> Channel:
-    return Channel.objects.create(kind="email", key="mail", name="Support mailbox",
-                                  default_team=billing)
+    return Channel.objects.create(
+        kind="email", key="mail", name="Support mailbox", default_team=billing
+    )
 
 
-def inbound(channel: Channel, text: str = "", *, sender: str = "1001", kind: str | None = None,
-            pid: str | None = None, name: str = "Ivan Petrov", phone: str = "", email: str = "",
-            **extra: Any) -> InboundMessage:
+def inbound(
+    channel: Channel,
+    text: str = "",
+    *,
+    sender: str = "1001",
+    kind: str | None = None,
+    pid: str | None = None,
+    name: str = "Ivan Petrov",
+    phone: str = "",
+    email: str = "",
+    **extra: Any,
+) -> InboundMessage:
     """A normalized inbound message as an adapter would produce it."""
     return InboundMessage(
         channel_id=channel.pk,
         platform_message_id=pid or f"m-{next(_ids)}",
-        sender=Sender(kind=kind or _identity_kind(channel.kind), value=sender,
-                      display_name=name, phone=phone, email=email),
+        sender=Sender(
+            kind=kind or _identity_kind(channel.kind),
+            value=sender,
+            display_name=name,
+            phone=phone,
+            email=email,
+        ),
         text=text,
         **extra,
     )

@@ -28,9 +28,9 @@ from . import sla
 from .errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
 from .events import (
     agent_group,
-    team_group,
     message_payload,
     publish_on_commit,
+    team_group,
     ticket_event,
     ticket_groups,
 )
@@ -139,8 +139,14 @@ def _adjust_load(
         Agent.objects.filter(pk=new).update(open_count=F("open_count") + 1)
 
 
-def _publish_ticket(op: str, ticket: Ticket, *, old_team: int | None = None,
-                    old_assignee: int | None = None, **extra: Any) -> None:
+def _publish_ticket(
+    op: str,
+    ticket: Ticket,
+    *,
+    old_team: int | None = None,
+    old_assignee: int | None = None,
+    **extra: Any,
+) -> None:
     publish_on_commit(
         ticket_groups(ticket, old_team, also_agents=(old_assignee,)),
         ticket_event(op, ticket, **extra),
@@ -148,8 +154,13 @@ def _publish_ticket(op: str, ticket: Ticket, *, old_team: int | None = None,
 
 
 def _publish_message(ticket: Ticket, message: Message) -> None:
-    event = {"type": "message", "op": "create", "message": message_payload(message),
-             "ticket": ticket.pk, "version": ticket.version}
+    event = {
+        "type": "message",
+        "op": "create",
+        "message": message_payload(message),
+        "ticket": ticket.pk,
+        "version": ticket.version,
+    }
     publish_on_commit(ticket_groups(ticket), event)
 
 
@@ -199,7 +210,9 @@ def check_text(text: str, *, what: str, allow_empty: bool = False) -> str:
 def check_attachments(files: Sequence[Any]) -> None:
     limit = settings.HELPDESK_MAX_ATTACHMENTS_PER_MESSAGE
     if len(files) > limit:
-        raise InvalidInput(f"{len(files)} attachments; at most {limit} per message", field="attachments")
+        raise InvalidInput(
+            f"{len(files)} attachments; at most {limit} per message", field="attachments"
+        )
     max_bytes = settings.HELPDESK_MAX_ATTACHMENT_BYTES
     for upload in files:
         size = getattr(upload, "size", None) or 0
@@ -218,7 +231,9 @@ def _store_attachments(message: Message, files: Sequence[Any]) -> None:
             message=message,
             file=File(upload, name=name),
             name=name,
-            content_type=(getattr(upload, "content_type", None) or "application/octet-stream")[:120],
+            content_type=(getattr(upload, "content_type", None) or "application/octet-stream")[
+                :120
+            ],
             size=getattr(upload, "size", 0) or 0,
         )
 
@@ -235,7 +250,10 @@ def _store_inbound_attachments(message: Message, attachments: Sequence[InboundAt
             )
             continue
         attachment = Attachment(
-            message=message, name=name, content_type=item.content_type[:120], size=size,
+            message=message,
+            name=name,
+            content_type=item.content_type[:120],
+            size=size,
             source_url=item.source_url[:1000],
         )
         if item.content is not None:
@@ -294,11 +312,17 @@ def _resolve_contact(sender: Sender) -> Contact:
                     display_name=sender.display_name[:200], language=sender.language[:8]
                 )
                 Identity.objects.bulk_create(
-                    [Identity(contact=contact, kind=k, value=v, label=sender.display_name[:200])
-                     for k, v in pairs]
+                    [
+                        Identity(contact=contact, kind=k, value=v, label=sender.display_name[:200])
+                        for k, v in pairs
+                    ]
                 )
-                _event("contact.created", contact=contact, actor_kind=AuthorKind.CUSTOMER,
-                       identities=[f"{k}:{v}" for k, v in pairs])
+                _event(
+                    "contact.created",
+                    contact=contact,
+                    actor_kind=AuthorKind.CUSTOMER,
+                    identities=[f"{k}:{v}" for k, v in pairs],
+                )
                 return contact
         except IntegrityError:
             # Another worker created this person a moment ago: use theirs.
@@ -309,8 +333,7 @@ def _resolve_contact(sender: Sender) -> Contact:
     if primary_identity is not None:
         contact = primary_identity.contact
     else:
-        contact = Contact.objects.filter(pk__in=contact_ids).order_by("pk").first()
-        assert contact is not None
+        contact = Contact.objects.filter(pk__in=contact_ids).order_by("pk")[0]
     for other_id in sorted(contact_ids - {contact.pk}):
         other = Contact.objects.get(pk=other_id)
         shared = [f"{i.kind}:{i.value}" for i in found if i.contact_id == other_id]
@@ -322,8 +345,12 @@ def _resolve_contact(sender: Sender) -> Contact:
                     Identity.objects.create(
                         contact=contact, kind=kind, value=value, label=sender.display_name[:200]
                     )
-                    _event("contact.identity_added", contact=contact,
-                           actor_kind=AuthorKind.CUSTOMER, to_value=f"{kind}:{value}")
+                    _event(
+                        "contact.identity_added",
+                        contact=contact,
+                        actor_kind=AuthorKind.CUSTOMER,
+                        to_value=f"{kind}:{value}",
+                    )
             except IntegrityError:
                 log.info("identity %s appeared concurrently; left with its contact", kind)
     return contact
@@ -425,9 +452,11 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
             contact=contact,
             channel=channel,
             thread_key=inbound.thread_key[:255],
-            subject=(_first_line(inbound.subject, SUBJECT_CHARS)
-                     or _first_line(text, SUBJECT_CHARS)
-                     or KIND_LABELS.get(inbound.kind, "Message")),
+            subject=(
+                _first_line(inbound.subject, SUBJECT_CHARS)
+                or _first_line(text, SUBJECT_CHARS)
+                or KIND_LABELS.get(inbound.kind, "Message")
+            ),
             status=Status.NEW,
             language=language,
             team=channel.default_team,
@@ -506,13 +535,29 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
     contact.save(update_fields=contact_fields)
 
     if created:
-        _event("ticket.created", ticket=ticket, actor_kind=AuthorKind.CUSTOMER,
-               to_value=ticket.status, channel=channel.kind, priority=ticket.priority_name)
+        _event(
+            "ticket.created",
+            ticket=ticket,
+            actor_kind=AuthorKind.CUSTOMER,
+            to_value=ticket.status,
+            channel=channel.kind,
+            priority=ticket.priority_name,
+        )
     if reopened:
-        _event("ticket.reopened", ticket=ticket, actor_kind=AuthorKind.CUSTOMER,
-               from_value=Status.RESOLVED, to_value=Status.OPEN)
-    _event("message.received", ticket=ticket, actor_kind=AuthorKind.CUSTOMER,
-           message=message.pk, channel=channel.kind)
+        _event(
+            "ticket.reopened",
+            ticket=ticket,
+            actor_kind=AuthorKind.CUSTOMER,
+            from_value=Status.RESOLVED,
+            to_value=Status.OPEN,
+        )
+    _event(
+        "message.received",
+        ticket=ticket,
+        actor_kind=AuthorKind.CUSTOMER,
+        message=message.pk,
+        channel=channel.kind,
+    )
 
     _publish_ticket("create" if created else "update", ticket)
     _publish_message(ticket, message)
@@ -548,9 +593,16 @@ def _score(ticket: Ticket, contact: Contact, inbound: InboundMessage, text: str)
 # --------------------------------------------------------------------------- replies, notes
 
 
-def _new_outbound(ticket: Ticket, agent: Agent | None, text: str, *, author_kind: str,
-                  internal: bool, payload: dict[str, Any] | None = None,
-                  kind: str = "text") -> Message:
+def _new_outbound(
+    ticket: Ticket,
+    agent: Agent | None,
+    text: str,
+    *,
+    author_kind: str,
+    internal: bool,
+    payload: dict[str, Any] | None = None,
+    kind: str = "text",
+) -> Message:
     return Message.objects.create(
         ticket=ticket,
         direction=Direction.OUT,
@@ -580,18 +632,22 @@ def do_reply(
     check_attachments(attachments)
     if status is not None and status not in (Status.OPEN, Status.PENDING, Status.RESOLVED):
         raise InvalidInput(
-            f"a reply can leave the ticket open, pending or resolved, not {status!r}", field="status"
+            f"a reply can leave the ticket open, pending or resolved, not {status!r}",
+            field="status",
         )
     with transaction.atomic():
         ticket = _lock_ticket(ticket)
         check_can_work(agent, ticket)
         if ticket.status == Status.CLOSED:
-            raise Conflict(f"ticket {ticket.pk} is closed; the customer's next message opens a new one")
+            raise Conflict(
+                f"ticket {ticket.pk} is closed; the customer's next message opens a new one"
+            )
         if ticket.channel_id is None:
             raise Conflict(f"ticket {ticket.pk} has no channel to reply on")
         now = timezone.now()
-        message = _new_outbound(ticket, agent, text, author_kind=AuthorKind.AGENT,
-                                internal=False, payload=payload)
+        message = _new_outbound(
+            ticket, agent, text, author_kind=AuthorKind.AGENT, internal=False, payload=payload
+        )
         if attachments:
             _store_attachments(message, attachments)
         delivery = Delivery.objects.create(message=message, channel_id=ticket.channel_id)
@@ -605,8 +661,9 @@ def do_reply(
         if ticket.first_response_at is None:
             ticket.first_response_at = now
             fields.add("first_response_at")
-        new_status = status or (Status.OPEN if ticket.status in (Status.NEW, Status.RESOLVED)
-                                else ticket.status)
+        new_status = status or (
+            Status.OPEN if ticket.status in (Status.NEW, Status.RESOLVED) else ticket.status
+        )
         if new_status != ticket.status:
             ticket.status = new_status
             fields.add("status")
@@ -620,18 +677,38 @@ def do_reply(
         ticket.last_message_at = now
         ticket.message_count += 1
         sla.refresh_next_due(ticket)
-        _adjust_load(old_assignee, old_status in ACTIVE_STATUSES,
-                     ticket.assignee_id, ticket.status in ACTIVE_STATUSES)
+        _adjust_load(
+            old_assignee,
+            old_status in ACTIVE_STATUSES,
+            ticket.assignee_id,
+            ticket.status in ACTIVE_STATUSES,
+        )
         _save(ticket, fields)
 
-        _event("message.sent", ticket=ticket, actor=agent, message=message.pk,
-               first_response=ticket.first_response_at == now)
+        _event(
+            "message.sent",
+            ticket=ticket,
+            actor=agent,
+            message=message.pk,
+            first_response=ticket.first_response_at == now,
+        )
         if old_assignee is None:
-            _event("ticket.assigned", ticket=ticket, actor=agent, from_value=None,
-                   to_value=agent.pk, via="reply")
+            _event(
+                "ticket.assigned",
+                ticket=ticket,
+                actor=agent,
+                from_value=None,
+                to_value=agent.pk,
+                via="reply",
+            )
         if ticket.status != old_status:
-            _event("ticket.status", ticket=ticket, actor=agent, from_value=old_status,
-                   to_value=ticket.status)
+            _event(
+                "ticket.status",
+                ticket=ticket,
+                actor=agent,
+                from_value=old_status,
+                to_value=ticket.status,
+            )
         transaction.on_commit(lambda: dispatch_delivery(delivery.pk))
         _publish_ticket("update", ticket, old_assignee=old_assignee)
         _publish_message(ticket, message)
@@ -647,7 +724,9 @@ def dispatch_delivery(delivery_id: int) -> None:
         log.exception("delivery %s not dispatched; it stays queued", delivery_id)
 
 
-def do_add_note(ticket: Ticket, agent: Agent, text: str, *, attachments: Sequence[Any] = ()) -> Message:
+def do_add_note(
+    ticket: Ticket, agent: Agent, text: str, *, attachments: Sequence[Any] = ()
+) -> Message:
     """An internal note: visible to agents only, never sent to the customer."""
     text = check_text(text, what="note", allow_empty=bool(attachments))
     check_attachments(attachments)
@@ -668,8 +747,14 @@ def do_add_note(ticket: Ticket, agent: Agent, text: str, *, attachments: Sequenc
 # --------------------------------------------------------------------------- ownership
 
 
-def _set_assignee(ticket: Ticket, assignee: Agent | None, *, actor: Agent | None,
-                  verb: str = "ticket.assigned", **data: Any) -> int | None:
+def _set_assignee(
+    ticket: Ticket,
+    assignee: Agent | None,
+    *,
+    actor: Agent | None,
+    verb: str = "ticket.assigned",
+    **data: Any,
+) -> int | None:
     old = ticket.assignee_id
     new = assignee.pk if assignee is not None else None
     if old == new:
@@ -680,8 +765,14 @@ def _set_assignee(ticket: Ticket, assignee: Agent | None, *, actor: Agent | None
     _adjust_load(old, active, new, active)
     if assignee is not None:
         Agent.objects.filter(pk=assignee.pk).update(last_assigned_at=ticket.assigned_at)
-    _event(verb if assignee is not None else "ticket.unassigned", ticket=ticket, actor=actor,
-           from_value=old, to_value=new, **data)
+    _event(
+        verb if assignee is not None else "ticket.unassigned",
+        ticket=ticket,
+        actor=actor,
+        from_value=old,
+        to_value=new,
+        **data,
+    )
     return old
 
 
@@ -718,8 +809,13 @@ def do_assign(ticket: Ticket, assignee: Agent | None, *, actor: Agent | None) ->
         if assignee is not None and assignee != actor:
             publish_on_commit(
                 [agent_group(assignee.pk)],
-                {"type": "notice", "op": "assigned", "ticket": ticket.pk,
-                 "by": actor.name if actor else "routing", "subject": ticket.subject},
+                {
+                    "type": "notice",
+                    "op": "assigned",
+                    "ticket": ticket.pk,
+                    "by": actor.name if actor else "routing",
+                    "subject": ticket.subject,
+                },
             )
     return ticket
 
@@ -746,7 +842,11 @@ def do_transfer(
         if target_team is None and agent is not None and not can_work_team(agent, ticket.team_id):
             # To an agent outside the ticket's team: the ticket follows them to their team.
             target_team = agent.teams.order_by("name").first()
-        if agent is not None and target_team is not None and not can_work_team(agent, target_team.pk):
+        if (
+            agent is not None
+            and target_team is not None
+            and not can_work_team(agent, target_team.pk)
+        ):
             raise InvalidInput(f"{agent.name} is not in team {target_team.name}", field="agent")
         old_team, old_assignee = ticket.team_id, ticket.assignee_id
         fields: set[str] = set()
@@ -761,21 +861,36 @@ def do_transfer(
         fields |= {"assignee", "assigned_at"}
         note_message: Message | None = None
         if note:
-            note_message = _new_outbound(ticket, actor, note, author_kind=_actor_kind(actor),
-                                         internal=True, payload={"transfer": True})
+            note_message = _new_outbound(
+                ticket,
+                actor,
+                note,
+                author_kind=_actor_kind(actor),
+                internal=True,
+                payload={"transfer": True},
+            )
             ticket.message_count += 1
             fields.add("message_count")
         _save(ticket, fields)
         _event(
-            "ticket.transferred", ticket=ticket, actor=actor,
+            "ticket.transferred",
+            ticket=ticket,
+            actor=actor,
             from_value={"team": old_team, "agent": old_assignee},
-            to_value={"team": ticket.team_id, "agent": ticket.assignee_id}, note=note,
+            to_value={"team": ticket.team_id, "agent": ticket.assignee_id},
+            note=note,
         )
         _publish_ticket("update", ticket, old_team=old_team, old_assignee=old_assignee)
         if note_message is not None:
             _publish_message(ticket, note_message)
-        notice = {"type": "notice", "op": "transferred", "ticket": ticket.pk,
-                  "by": actor.name if actor else "routing", "subject": ticket.subject, "note": note}
+        notice = {
+            "type": "notice",
+            "op": "transferred",
+            "ticket": ticket.pk,
+            "by": actor.name if actor else "routing",
+            "subject": ticket.subject,
+            "note": note,
+        }
         targets = [agent_group(agent.pk)] if agent is not None else []
         if target_team is not None and agent is None:
             targets.append(team_group(target_team.pk))
@@ -810,8 +925,13 @@ def do_take_next(agent: Agent) -> Ticket | None:
         if ticket.status == Status.NEW:
             ticket.status = Status.OPEN
             fields.add("status")
-            _event("ticket.status", ticket=ticket, actor=me, from_value=Status.NEW,
-                   to_value=Status.OPEN)
+            _event(
+                "ticket.status",
+                ticket=ticket,
+                actor=me,
+                from_value=Status.NEW,
+                to_value=Status.OPEN,
+            )
         _save(ticket, fields)
         _publish_ticket("update", ticket)
     return ticket
@@ -859,15 +979,21 @@ def do_set_status(ticket: Ticket, status: str, *, actor: Agent | None) -> Ticket
                 fields.add("waiting_since")
         sla.refresh_next_due(ticket)
         fields.add("sla_due_at")
-        _adjust_load(ticket.assignee_id, old in ACTIVE_STATUSES,
-                     ticket.assignee_id, status in ACTIVE_STATUSES)
+        _adjust_load(
+            ticket.assignee_id,
+            old in ACTIVE_STATUSES,
+            ticket.assignee_id,
+            status in ACTIVE_STATUSES,
+        )
         _save(ticket, fields)
         _event("ticket.status", ticket=ticket, actor=actor, from_value=old, to_value=status)
         _publish_ticket("update", ticket)
     return ticket
 
 
-def do_set_priority(ticket: Ticket, level: int | str, *, actor: Agent | None, reason: str = "") -> Ticket:
+def do_set_priority(
+    ticket: Ticket, level: int | str, *, actor: Agent | None, reason: str = ""
+) -> Ticket:
     """A person's choice of level; later messages no longer change it."""
     names = {p.label: p.value for p in Priority}
     if isinstance(level, str) and level in names:
@@ -887,14 +1013,33 @@ def do_set_priority(ticket: Ticket, level: int | str, *, actor: Agent | None, re
         who = actor.name if actor else "system"
         ticket.priority_reasons = [
             *[r for r in ticket.priority_reasons if r.get("signal") != "manual"],
-            {"signal": "manual", "detail": f"set to {Priority(level).label} by {who}"
-             + (f": {reason}" if reason else ""), "points": 0},
+            {
+                "signal": "manual",
+                "detail": f"set to {Priority(level).label} by {who}"
+                + (f": {reason}" if reason else ""),
+                "points": 0,
+            },
         ]
         sla.reprioritize_due_times(ticket, old)
-        _save(ticket, {"priority", "priority_locked", "priority_reasons", "first_response_due",
-                       "resolution_due", "sla_due_at"})
-        _event("ticket.priority", ticket=ticket, actor=actor, from_value=Priority(old).label,
-               to_value=Priority(level).label, reason=reason)
+        _save(
+            ticket,
+            {
+                "priority",
+                "priority_locked",
+                "priority_reasons",
+                "first_response_due",
+                "resolution_due",
+                "sla_due_at",
+            },
+        )
+        _event(
+            "ticket.priority",
+            ticket=ticket,
+            actor=actor,
+            from_value=Priority(old).label,
+            to_value=Priority(level).label,
+            reason=reason,
+        )
         _publish_ticket("update", ticket)
     return ticket
 
@@ -910,8 +1055,9 @@ def normalize_tag(name: str) -> str:
     return cleaned
 
 
-def do_update_tags(ticket: Ticket, *, actor: Agent | None, add: Iterable[str] = (),
-                   remove: Iterable[str] = ()) -> Ticket:
+def do_update_tags(
+    ticket: Ticket, *, actor: Agent | None, add: Iterable[str] = (), remove: Iterable[str] = ()
+) -> Ticket:
     to_add = sorted({normalize_tag(t) for t in add})
     to_remove = sorted({normalize_tag(t) for t in remove})
     with transaction.atomic():
@@ -937,8 +1083,9 @@ def do_close_resolved_tickets(older_than: timedelta | None = None) -> int:
     """Close tickets resolved longer ago than the reopen window (periodic job)."""
     cutoff = timezone.now() - (older_than or settings.HELPDESK_REOPEN_WINDOW)
     ids = list(
-        Ticket.objects.filter(status=Status.RESOLVED, resolved_at__lt=cutoff)
-        .values_list("id", flat=True)[:1000]
+        Ticket.objects.filter(status=Status.RESOLVED, resolved_at__lt=cutoff).values_list(
+            "id", flat=True
+        )[:1000]
     )
     closed = 0
     for pk in ids:
@@ -949,8 +1096,14 @@ def do_close_resolved_tickets(older_than: timedelta | None = None) -> int:
             ticket.status = Status.CLOSED
             ticket.closed_at = timezone.now()
             _save(ticket, {"status", "closed_at"})
-            _event("ticket.status", ticket=ticket, actor=None, from_value=Status.RESOLVED,
-                   to_value=Status.CLOSED, reason="reopen window passed")
+            _event(
+                "ticket.status",
+                ticket=ticket,
+                actor=None,
+                from_value=Status.RESOLVED,
+                to_value=Status.CLOSED,
+                reason="reopen window passed",
+            )
             _publish_ticket("update", ticket)
             closed += 1
     return closed
@@ -959,21 +1112,27 @@ def do_close_resolved_tickets(older_than: timedelta | None = None) -> int:
 # --------------------------------------------------------------------------- contacts
 
 
-def do_merge_contacts(target: Contact, source: Contact, *, actor: Agent | None,
-                      reason: str = "") -> ContactMerge:
+def do_merge_contacts(
+    target: Contact, source: Contact, *, actor: Agent | None, reason: str = ""
+) -> ContactMerge:
     """Move the identities, accounts, tickets and calls of `source` onto `target`. Recorded in
     a ContactMerge so `do_unmerge_contacts` can put exactly those back."""
     if target.pk == source.pk:
         raise InvalidInput("a contact cannot be merged into itself", field="source")
     with transaction.atomic():
-        locked = {c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=[target.pk, source.pk])}
+        locked = {
+            c.pk: c
+            for c in Contact.objects.select_for_update().filter(pk__in=[target.pk, source.pk])
+        }
         if len(locked) != 2:
             raise NotFound("contact does not exist")
         target, source = locked[target.pk], locked[source.pk]
         if source.merged_into_id is not None:
             raise Conflict(f"contact {source.pk} was already merged into {source.merged_into_id}")
         if target.merged_into_id is not None:
-            raise Conflict(f"contact {target.pk} was merged into {target.merged_into_id}; merge into that one")
+            raise Conflict(
+                f"contact {target.pk} was merged into {target.merged_into_id}; merge into that one"
+            )
         merge = ContactMerge.objects.create(
             target=target,
             source=source,
@@ -1005,8 +1164,15 @@ def do_merge_contacts(target: Contact, source: Contact, *, actor: Agent | None,
             fields.append("tier")
         target.updated_at = timezone.now()
         target.save(update_fields=fields)
-        _event("contact.merged", contact=target, actor=actor, from_value=source.pk,
-               to_value=target.pk, merge=merge.pk, reason=reason[:200])
+        _event(
+            "contact.merged",
+            contact=target,
+            actor=actor,
+            from_value=source.pk,
+            to_value=target.pk,
+            merge=merge.pk,
+            reason=reason[:200],
+        )
         for ticket in tickets:
             _publish_ticket("update", ticket)
     return merge
@@ -1019,11 +1185,20 @@ def do_unmerge_contacts(merge: ContactMerge, *, actor: Agent | None) -> Contact:
         if merge.undone_at is not None:
             raise Conflict(f"merge {merge.pk} was already undone")
         source = Contact.objects.select_for_update().get(pk=merge.source_id)
-        Identity.objects.filter(pk__in=merge.identity_ids, contact_id=merge.target_id).update(contact=source)
-        AccountNumber.objects.filter(pk__in=merge.account_ids, contact_id=merge.target_id).update(contact=source)
-        Call.objects.filter(pk__in=merge.call_ids, contact_id=merge.target_id).update(contact=source)
-        tickets = list(Ticket.objects.select_for_update().filter(pk__in=merge.ticket_ids,
-                                                                 contact_id=merge.target_id))
+        Identity.objects.filter(pk__in=merge.identity_ids, contact_id=merge.target_id).update(
+            contact=source
+        )
+        AccountNumber.objects.filter(pk__in=merge.account_ids, contact_id=merge.target_id).update(
+            contact=source
+        )
+        Call.objects.filter(pk__in=merge.call_ids, contact_id=merge.target_id).update(
+            contact=source
+        )
+        tickets = list(
+            Ticket.objects.select_for_update().filter(
+                pk__in=merge.ticket_ids, contact_id=merge.target_id
+            )
+        )
         for ticket in tickets:
             ticket.contact = source
             _save(ticket, {"contact"})
@@ -1033,8 +1208,14 @@ def do_unmerge_contacts(merge: ContactMerge, *, actor: Agent | None) -> Contact:
         merge.undone_at = timezone.now()
         merge.undone_by = actor
         merge.save(update_fields=["undone_at", "undone_by"])
-        _event("contact.unmerged", contact=source, actor=actor, from_value=merge.target_id,
-               to_value=source.pk, merge=merge.pk)
+        _event(
+            "contact.unmerged",
+            contact=source,
+            actor=actor,
+            from_value=merge.target_id,
+            to_value=source.pk,
+            merge=merge.pk,
+        )
         for ticket in tickets:
             _publish_ticket("update", ticket)
     return source
@@ -1043,8 +1224,9 @@ def do_unmerge_contacts(merge: ContactMerge, *, actor: Agent | None) -> Contact:
 _CONTACT_FIELDS = {"display_name", "language", "tier", "value", "notes", "attributes"}
 
 
-def do_update_contact(contact: Contact, *, actor: Agent | None, accounts: Sequence[str] | None = None,
-                      **changes: Any) -> Contact:
+def do_update_contact(
+    contact: Contact, *, actor: Agent | None, accounts: Sequence[str] | None = None, **changes: Any
+) -> Contact:
     unknown = set(changes) - _CONTACT_FIELDS
     if unknown:
         raise InvalidInput(f"unknown contact fields: {', '.join(sorted(unknown))}")
@@ -1072,10 +1254,14 @@ def do_update_contact(contact: Contact, *, actor: Agent | None, accounts: Sequen
             AccountNumber.objects.bulk_create(
                 [AccountNumber(contact=contact, number=n) for n in numbers if n not in have]
             )
-        _event("contact.updated", contact=contact, actor=actor,
-               from_value={k: str(v) for k, v in before.items()},
-               to_value={k: str(v) for k, v in changes.items()},
-               accounts=accounts is not None)
+        _event(
+            "contact.updated",
+            contact=contact,
+            actor=actor,
+            from_value={k: str(v) for k, v in before.items()},
+            to_value={k: str(v) for k, v in changes.items()},
+            accounts=accounts is not None,
+        )
     return contact
 
 
@@ -1092,7 +1278,9 @@ def do_log_call(
 ) -> Call:
     """A phone call on the contact's timeline (and on a ticket's thread when given)."""
     if direction not in Call.Direction.values:
-        raise InvalidInput(f"direction must be one of {', '.join(Call.Direction.values)}", field="direction")
+        raise InvalidInput(
+            f"direction must be one of {', '.join(Call.Direction.values)}", field="direction"
+        )
     if not isinstance(duration_seconds, int) or duration_seconds < 0 or duration_seconds > 86400:
         raise InvalidInput("duration_seconds must be between 0 and 86400", field="duration_seconds")
     summary = check_text(summary, what="call summary", allow_empty=True)
@@ -1108,19 +1296,41 @@ def do_log_call(
             if ticket.contact_id != contact.pk:
                 raise InvalidInput(f"ticket {ticket.pk} is not this contact's", field="ticket")
         call = Call.objects.create(
-            contact=contact, ticket=ticket, agent=actor, direction=direction, phone=phone,
-            started_at=started, duration_seconds=duration_seconds, summary=summary,
+            contact=contact,
+            ticket=ticket,
+            agent=actor,
+            direction=direction,
+            phone=phone,
+            started_at=started,
+            duration_seconds=duration_seconds,
+            summary=summary,
         )
         if ticket is not None:
             message = _new_outbound(
-                ticket, actor, summary, author_kind=AuthorKind.AGENT, internal=True, kind="call",
-                payload={"call": call.pk, "direction": direction, "duration": duration_seconds,
-                         "phone": phone},
+                ticket,
+                actor,
+                summary,
+                author_kind=AuthorKind.AGENT,
+                internal=True,
+                kind="call",
+                payload={
+                    "call": call.pk,
+                    "direction": direction,
+                    "duration": duration_seconds,
+                    "phone": phone,
+                },
             )
             ticket.message_count += 1
             _save(ticket, {"message_count"})
             _publish_ticket("update", ticket)
             _publish_message(ticket, message)
-        _event("call.logged", ticket=ticket, contact=contact, actor=actor, call=call.pk,
-               direction=direction, duration=duration_seconds)
+        _event(
+            "call.logged",
+            ticket=ticket,
+            contact=contact,
+            actor=actor,
+            call=call.pk,
+            direction=direction,
+            duration=duration_seconds,
+        )
     return call

@@ -35,7 +35,9 @@ def ticket_group(ticket_id: int) -> str:
     return f"ticket-{ticket_id}"
 
 
-def ticket_groups(ticket: Ticket, *also_teams: int | None, also_agents: Iterable[int | None] = ()) -> set[str]:
+def ticket_groups(
+    ticket: Ticket, *also_teams: int | None, also_agents: Iterable[int | None] = ()
+) -> set[str]:
     """Everyone who may see this ticket now, plus former team/assignee (so it leaves their
     view)."""
     groups = {QUEUE_GROUP, ticket_group(ticket.pk)}
@@ -87,7 +89,13 @@ def message_payload(message: Message) -> dict[str, Any]:
 
 
 def ticket_event(op: str, ticket: Ticket, **extra: Any) -> dict[str, Any]:
-    return {"type": "ticket", "op": op, "ticket": ticket_payload(ticket), "version": ticket.version, **extra}
+    return {
+        "type": "ticket",
+        "op": op,
+        "ticket": ticket_payload(ticket),
+        "version": ticket.version,
+        **extra,
+    }
 
 
 def publish_on_commit(groups: Iterable[str], event: dict[str, Any]) -> None:

@@ -145,7 +145,12 @@ class AgentSkill(models.Model):
     proficiency = models.PositiveSmallIntegerField(default=3)  # 1 (basic) .. 5 (expert)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["agent", "skill"], name="agent_skill_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "skill"], name="agent_skill_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.skill_id} ({self.proficiency})"
 
 
 class Tag(models.Model):
@@ -209,7 +214,9 @@ class Identity(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="identity_kind_value")]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value"], name="identity_kind_value")
+        ]
         verbose_name_plural = "identities"
 
     def __str__(self) -> str:
@@ -232,6 +239,9 @@ class ContactMerge(models.Model):
     undone_by = models.ForeignKey(
         Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    def __str__(self) -> str:
+        return f"contact {self.source_id} into {self.target_id}"
 
 
 class Ticket(models.Model):
@@ -308,7 +318,9 @@ class Ticket(models.Model):
                 fields=["-priority", "sla_due_at", "waiting_since", "id"], name="queue_all_idx"
             ),
             # Threading: the open ticket of this conversation.
-            models.Index(fields=["contact", "channel", "thread_key", "-id"], name="ticket_thread_idx"),
+            models.Index(
+                fields=["contact", "channel", "thread_key", "-id"], name="ticket_thread_idx"
+            ),
             models.Index(fields=["status", "resolved_at"], name="ticket_resolved_idx"),
             models.Index(fields=["created_at"], name="ticket_created_idx"),
         ]
@@ -433,9 +445,14 @@ class Delivery(models.Model):
                 name="delivery_pending_idx",
                 condition=Q(state__in=["queued", "sending"]),
             ),
-            models.Index(fields=["-updated_at"], name="delivery_failed_idx", condition=Q(state="failed")),
+            models.Index(
+                fields=["-updated_at"], name="delivery_failed_idx", condition=Q(state="failed")
+            ),
         ]
         verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"delivery of message {self.message_id}: {self.state}"
 
 
 class CannedResponse(models.Model):
@@ -484,6 +501,9 @@ class Call(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["contact", "-started_at"], name="call_contact_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.direction} call with contact {self.contact_id}"
 
 
 class TicketEvent(models.Model):

@@ -73,23 +73,37 @@ def test_it_keeps_separate_tickets_for_separate_threads(email_channel, receive):
 
 
 def test_it_threads_a_reply_by_the_message_it_replies_to(email_channel, receive):
-    first = receive(email_channel, "my bill", sender="ana@example.pt", pid="<m1@mail.pt>",
-                    thread_key="<m1@mail.pt>")
-    reply = receive(email_channel, "any news?", sender="ana@example.pt", pid="<m2@mail.pt>",
-                    reply_to=("<m1@mail.pt>",), thread_key="<other-root@mail.pt>")
+    first = receive(
+        email_channel,
+        "my bill",
+        sender="ana@example.pt",
+        pid="<m1@mail.pt>",
+        thread_key="<m1@mail.pt>",
+    )
+    reply = receive(
+        email_channel,
+        "any news?",
+        sender="ana@example.pt",
+        pid="<m2@mail.pt>",
+        reply_to=("<m1@mail.pt>",),
+        thread_key="<other-root@mail.pt>",
+    )
     assert reply.ticket.pk == first.ticket.pk
 
 
 def test_it_threads_by_a_ticket_reference_only_for_the_same_contact(email_channel, receive):
     first = receive(email_channel, "my bill", sender="ana@example.pt")
-    same = receive(email_channel, "re", sender="ana@example.pt", thread_key="new",
-                   ticket_ref=first.ticket.pk)
+    same = receive(
+        email_channel, "re", sender="ana@example.pt", thread_key="new", ticket_ref=first.ticket.pk
+    )
     stranger = receive(email_channel, "re", sender="eve@example.com", ticket_ref=first.ticket.pk)
     assert same.ticket.pk == first.ticket.pk
     assert stranger.ticket.pk != first.ticket.pk
 
 
-def test_it_unifies_the_same_phone_across_whatsapp_telegram_and_sms(whatsapp, telegram, sms, receive):
+def test_it_unifies_the_same_phone_across_whatsapp_telegram_and_sms(
+    whatsapp, telegram, sms, receive
+):
     wa = receive(whatsapp, "sem luz", sender="37061234567", phone="37061234567", name="Rasa")
     tg = receive(telegram, "hello", sender="777", phone="+370 612 34567", name="Rasa K.")
     text = receive(sms, "still no power", sender="+37061234567", name="")
@@ -199,7 +213,9 @@ def test_it_keeps_notes_internal(telegram, receive, alice):
     assert not Delivery.objects.exists()
 
 
-def test_it_counts_load_through_assign_transfer_and_resolve(telegram, receive, alice, carol, bob, billing):
+def test_it_counts_load_through_assign_transfer_and_resolve(
+    telegram, receive, alice, carol, bob, billing
+):
     ticket = receive(telegram, "нет света", sender="5").ticket
     actions.do_assign(ticket, alice, actor=carol)
     assert Agent.objects.get(pk=alice.pk).open_count == 1
@@ -219,7 +235,9 @@ def test_it_refuses_to_assign_an_agent_outside_the_ticket_team(telegram, receive
         actions.do_assign(ticket, bob, actor=alice)
 
 
-def test_it_does_not_let_an_agent_take_a_colleagues_ticket(telegram, receive, alice, carol, outages):
+def test_it_does_not_let_an_agent_take_a_colleagues_ticket(
+    telegram, receive, alice, carol, outages
+):
     from tests.conftest import make_agent
 
     dan = make_agent("dan", teams=(outages,))
@@ -246,8 +264,14 @@ def test_it_merges_and_unmerges_contacts_exactly(telegram, sms, receive, carol):
 
 def test_it_logs_a_phone_call_on_the_timeline_and_the_ticket(telegram, receive, alice):
     ticket = receive(telegram, "нет света", sender="5").ticket
-    call = actions.do_log_call(ticket.contact, actor=alice, phone="+37061234567",
-                               duration_seconds=95, summary="Explained the outage", ticket=ticket)
+    call = actions.do_log_call(
+        ticket.contact,
+        actor=alice,
+        phone="+37061234567",
+        duration_seconds=95,
+        summary="Explained the outage",
+        ticket=ticket,
+    )
     assert call.contact == ticket.contact
     assert ticket.messages.filter(kind="call", is_internal=True).exists()
     assert TicketEvent.objects.filter(verb="call.logged", contact=ticket.contact).exists()
@@ -276,8 +300,12 @@ def test_it_adds_and_removes_tags(telegram, receive, alice):
 
 
 def test_it_sanitizes_email_html_before_storing(email_channel, receive):
-    result = receive(email_channel, "see html", sender="a@b.pt",
-                     html='<p onclick="x()">Hi<script>alert(1)</script><img src="http://t.co/x"></p>')
+    result = receive(
+        email_channel,
+        "see html",
+        sender="a@b.pt",
+        html='<p onclick="x()">Hi<script>alert(1)</script><img src="http://t.co/x"></p>',
+    )
     assert "<script" not in result.message.html
     assert "onclick" not in result.message.html
     assert "http://t.co" not in result.message.html

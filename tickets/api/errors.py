@@ -38,7 +38,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         fields = {exc.field: [exc.message]} if exc.field else None
         return Response(error_body(exc.code, exc.message, fields), status=exc.status)
     if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        detail = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "not found")
