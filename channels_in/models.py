@@ -40,3 +40,70 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+
+class InboundEvent(models.Model):
+    """One platform delivery, stored raw before anything else happens to it.
+
+    The webhook answers 200 only after this row is committed, so an accepted delivery is never
+    lost; the platform's own id makes a redelivery a no-op (unique on channel + platform id).
+    A worker parses it into messages; the sweeper re-enqueues rows left pending.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="events")
+    platform_id = models.CharField(max_length=255)
+    body = models.BinaryField()
+    # What parsing needs besides the body (content type, query); never secrets or signatures.
+    meta = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # What processing produced: counts of messages, receipts, edits and ignored items.
+    result = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "platform_id"], name="event_channel_platform_id"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                name="event_pending_idx",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                fields=["-received_at"],
+                name="event_failed_idx",
+                condition=models.Q(status="failed"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id}:{self.platform_id} ({self.status})"
+
+
+class ListeningCount(models.Model):
+    """Public mentions seen per channel and day: those the listening rules made tickets of,
+    and those only counted (a brand's timeline is mostly not service requests)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    ticketed = models.PositiveIntegerField(default=0)
+    counted_only = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "day"], name="listening_channel_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} {self.day}: {self.ticketed}/{self.counted_only}"

@@ -152,6 +152,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "tickets.tasks.close_resolved_tickets",
         "schedule": timedelta(minutes=10),
     },
+    "sweep-inbound-events": {
+        "task": "channels_in.tasks.sweep_inbound_events",
+        "schedule": timedelta(seconds=60),
+    },
+    "sweep-deliveries": {
+        "task": "channels_in.tasks.sweep_deliveries",
+        "schedule": timedelta(seconds=30),
+    },
 }
 
 if REDIS_URL:
@@ -165,6 +173,18 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env("CACHE_PREFIX", "helpdesk"),
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 # --- Auth, sessions ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -246,6 +266,21 @@ HELPDESK_SLA_MINUTES = {
     "normal": (env_int("SLA_NORMAL_FIRST_MIN", 4 * 60), env_int("SLA_NORMAL_RESOLVE_MIN", 24 * 60)),
     "low": (env_int("SLA_LOW_FIRST_MIN", 24 * 60), env_int("SLA_LOW_RESOLVE_MIN", 72 * 60)),
 }
+# Webhook bodies over these sizes are refused with 413 before they are read.
+HELPDESK_WEBHOOK_MAX_BYTES = env_int("HELPDESK_WEBHOOK_MAX_KB", 1024) * 1024
+HELPDESK_EMAIL_MAX_BYTES = env_int("HELPDESK_EMAIL_MAX_MB", 40) * 1024 * 1024
+# Platform API base URLs (outbound sends, media downloads). Tests point these at a local fake.
+HELPDESK_PLATFORM_URLS = {
+    "telegram": env("TELEGRAM_API_BASE", "https://api.telegram.org"),
+    "whatsapp": env("META_GRAPH_API_BASE", "https://graph.facebook.com/v21.0"),
+    "messenger": env("META_GRAPH_API_BASE", "https://graph.facebook.com/v21.0"),
+    "instagram": env("META_GRAPH_API_BASE", "https://graph.facebook.com/v21.0"),
+    "x": env("X_API_BASE", "https://api.x.com"),
+    "viber": env("VIBER_API_BASE", "https://chatapi.viber.com/pa"),
+    "vk": env("VK_API_BASE", "https://api.vk.com/method"),
+    "sms": env("TWILIO_API_BASE", "https://api.twilio.com/2010-04-01"),
+}
+HELPDESK_PLATFORM_TIMEOUT = float(env("HELPDESK_PLATFORM_TIMEOUT", "10"))
 # Called (by dotted path) after commit with the id of each new outbound Delivery; the edge
 # (channels_in) sends it. tickets never imports an adapter.
 HELPDESK_DELIVERY_DISPATCHER = env(

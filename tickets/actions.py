@@ -438,6 +438,7 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
     contact = Contact.objects.select_for_update().get(pk=contact.pk)
 
     text = inbound.text.replace("\x00", "")
+    sender_address = normalize_identity(inbound.sender.kind, inbound.sender.value)
     detected = detect_language(text) if text else None
     ticket = _conversation_ticket(contact, inbound)
     created = reopened = False
@@ -502,7 +503,8 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
         kind=inbound.kind[:16],
         text=text,
         html=sanitize_html(inbound.html),
-        payload=dict(inbound.payload),
+        # Who wrote, as the platform addresses them: replies on this ticket go back there.
+        payload={**inbound.payload, "from": sender_address},
         channel=channel,
         platform_message_id=inbound.platform_message_id[:255],
         delivery_status=DeliveryStatus.RECEIVED,
@@ -1334,3 +1336,263 @@ def do_log_call(
             duration=duration_seconds,
         )
     return call
+
+
+# ------------------------------------------------------------------ delivery, receipts, edits
+
+_DELIVERY_RANK = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.READ: 3,
+}
+
+
+def _publish_message_update(ticket: Ticket, message: Message) -> None:
+    event = {
+        "type": "message",
+        "op": "update",
+        "message": message_payload(message),
+        "ticket": ticket.pk,
+        "version": ticket.version,
+    }
+    publish_on_commit(ticket_groups(ticket), event)
+
+
+def do_update_delivery_status(
+    channel_id: int, platform_message_id: str, status: str, *, error: str = ""
+) -> Message | None:
+    """A platform's receipt for a message we sent. Receipts arrive out of order, so a status
+    never moves backwards (a late "delivered" leaves "read" alone). Returns None when no
+    message of ours has that id (yet)."""
+    if status not in (*_DELIVERY_RANK, DeliveryStatus.FAILED):
+        raise InvalidInput(f"unknown delivery status {status!r}", field="status")
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(
+                channel_id=channel_id,
+                platform_message_id=platform_message_id,
+                direction=Direction.OUT,
+            )
+            .first()
+        )
+        if message is None:
+            return None
+        if status == DeliveryStatus.FAILED:
+            delivery = Delivery.objects.filter(message=message).first()
+            _fail_message(message, delivery, error or "the platform reported a failure")
+            return message
+        current = _DELIVERY_RANK.get(DeliveryStatus(message.delivery_status), -1)
+        if _DELIVERY_RANK[DeliveryStatus(status)] <= current:
+            return message
+        old = message.delivery_status
+        message.delivery_status = status
+        message.save(update_fields=["delivery_status"])
+        ticket = _lock_ticket(message.ticket_id)
+        _save(ticket, set())
+        _event(
+            "message.delivery",
+            ticket=ticket,
+            actor_kind=AuthorKind.SYSTEM,
+            from_value=old,
+            to_value=status,
+            message=message.pk,
+        )
+        _publish_message_update(ticket, message)
+    return message
+
+
+def do_edit_inbound_message(channel_id: int, platform_message_id: str, text: str) -> Message | None:
+    """The customer edited a message: show the new text, keep the old ones."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(
+                channel_id=channel_id,
+                platform_message_id=platform_message_id,
+                direction=Direction.IN,
+            )
+            .first()
+        )
+        if message is None:
+            return None
+        if message.text == text:
+            return message
+        ticket = _lock_ticket(message.ticket_id)
+        now = timezone.now()
+        history = list(message.payload.get("edits", []))
+        history.append({"text": message.text, "replaced_at": now.isoformat()})
+        message.payload = {**message.payload, "edits": history}
+        message.text = text
+        message.edited_at = now
+        message.save(update_fields=["payload", "text", "edited_at"])
+        if ticket.message_count and ticket.last_message_at <= message.created_at:
+            ticket.preview = _preview(text, message.kind)
+        _save(ticket, {"preview"})
+        _event("message.edited", ticket=ticket, actor_kind=AuthorKind.CUSTOMER, message=message.pk)
+        _publish_message_update(ticket, message)
+    return message
+
+
+def do_mark_delivery_sent(delivery_id: int, platform_message_id: str) -> Delivery | None:
+    """The platform accepted our message and gave it this id."""
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update()
+            .select_related("message")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        if delivery is None or delivery.state == Delivery.State.SENT:
+            return delivery
+        now = timezone.now()
+        delivery.state = Delivery.State.SENT
+        delivery.attempts += 1
+        delivery.last_error = ""
+        delivery.updated_at = now
+        delivery.save(update_fields=["state", "attempts", "last_error", "updated_at"])
+        message = delivery.message
+        message.platform_message_id = (platform_message_id or None) and platform_message_id[:255]
+        message.sent_at = now
+        fields = ["platform_message_id", "sent_at"]
+        # A receipt may have raced ahead of this; never move the status backwards.
+        if _DELIVERY_RANK.get(DeliveryStatus(message.delivery_status), -1) < 1:
+            message.delivery_status = DeliveryStatus.SENT
+            message.delivery_error = ""
+            fields += ["delivery_status", "delivery_error"]
+        message.save(update_fields=fields)
+        ticket = _lock_ticket(message.ticket_id)
+        _save(ticket, set())
+        _event(
+            "message.delivery",
+            ticket=ticket,
+            actor_kind=AuthorKind.SYSTEM,
+            from_value=DeliveryStatus.QUEUED,
+            to_value=message.delivery_status,
+            message=message.pk,
+        )
+        _publish_message_update(ticket, message)
+    return delivery
+
+
+def do_record_send_attempt(
+    delivery_id: int, error: str, next_attempt_at: datetime
+) -> Delivery | None:
+    """A transient failure: count it and say when the next attempt is due."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None or delivery.state in (Delivery.State.SENT, Delivery.State.FAILED):
+            return delivery
+        delivery.attempts += 1
+        delivery.last_error = error[:2000]
+        delivery.next_attempt_at = next_attempt_at
+        delivery.state = Delivery.State.QUEUED
+        delivery.updated_at = timezone.now()
+        delivery.save(
+            update_fields=["attempts", "last_error", "next_attempt_at", "state", "updated_at"]
+        )
+    return delivery
+
+
+def do_mark_delivery_failed(delivery_id: int, error: str) -> Delivery | None:
+    """A permanent failure, or retries exhausted: the message goes to the dead-letter list, the
+    agents see the platform's error on the ticket, and the ticket comes back to the queue."""
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update()
+            .select_related("message")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        if delivery is None or delivery.state in (Delivery.State.SENT, Delivery.State.FAILED):
+            return delivery
+        delivery.attempts += 1
+        delivery.save(update_fields=["attempts"])
+        _fail_message(delivery.message, delivery, error)
+    return delivery
+
+
+def _fail_message(message: Message, delivery: Delivery | None, error: str) -> None:
+    now = timezone.now()
+    error = error[:2000] or "unknown error"
+    if delivery is not None and delivery.state != Delivery.State.FAILED:
+        delivery.state = Delivery.State.FAILED
+        delivery.last_error = error
+        delivery.updated_at = now
+        delivery.save(update_fields=["state", "last_error", "updated_at"])
+    message.delivery_status = DeliveryStatus.FAILED
+    message.delivery_error = error
+    message.save(update_fields=["delivery_status", "delivery_error"])
+    ticket = _lock_ticket(message.ticket_id)
+    note = _new_outbound(
+        ticket,
+        None,
+        f"The reply could not be delivered: {error}",
+        author_kind=AuthorKind.SYSTEM,
+        internal=True,
+        payload={"delivery_failed": message.pk},
+    )
+    old_status = ticket.status
+    fields = {"message_count"}
+    ticket.message_count += 1
+    if ticket.status in (Status.PENDING, Status.RESOLVED):
+        ticket.status = Status.OPEN
+        ticket.resolved_at = None
+        fields |= {"status", "resolved_at"}
+        _adjust_load(ticket.assignee_id, old_status in ACTIVE_STATUSES, ticket.assignee_id, True)
+    if ticket.waiting_since is None and ticket.status != Status.CLOSED:
+        # The customer never got our answer: they are still waiting for one.
+        ticket.waiting_since = now
+        fields.add("waiting_since")
+    sla.refresh_next_due(ticket)
+    fields.add("sla_due_at")
+    _save(ticket, fields)
+    _event(
+        "message.failed",
+        ticket=ticket,
+        actor_kind=AuthorKind.SYSTEM,
+        message=message.pk,
+        error=error,
+    )
+    if ticket.status != old_status:
+        _event(
+            "ticket.status",
+            ticket=ticket,
+            actor_kind=AuthorKind.SYSTEM,
+            from_value=old_status,
+            to_value=ticket.status,
+            reason="delivery failed",
+        )
+    _publish_message_update(ticket, message)
+    _publish_message(ticket, note)
+    _publish_ticket("update", ticket)
+
+
+def do_retry_delivery(delivery: Delivery, *, actor: Agent) -> Delivery:
+    """A supervisor sends a dead letter again."""
+    if not actor.is_supervisor:
+        raise Forbidden("only supervisors and admins may retry failed deliveries")
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update().select_related("message").get(pk=delivery.pk)
+        )
+        if delivery.state != Delivery.State.FAILED:
+            raise Conflict(f"delivery {delivery.pk} is {delivery.state}, not failed")
+        now = timezone.now()
+        delivery.state = Delivery.State.QUEUED
+        delivery.attempts = 0
+        delivery.next_attempt_at = now
+        delivery.updated_at = now
+        delivery.save(update_fields=["state", "attempts", "next_attempt_at", "updated_at"])
+        message = delivery.message
+        message.delivery_status = DeliveryStatus.QUEUED
+        message.delivery_error = ""
+        message.save(update_fields=["delivery_status", "delivery_error"])
+        ticket = _lock_ticket(message.ticket_id)
+        _save(ticket, set())
+        _event("message.retried", ticket=ticket, actor=actor, message=message.pk)
+        _publish_message_update(ticket, message)
+        delivery_id = delivery.pk
+        transaction.on_commit(lambda: dispatch_delivery(delivery_id))
+    return delivery
