@@ -168,3 +168,15 @@ class Adapter:
     def send(self, channel: Channel, out: Outbound) -> str:
         """Send one message; return the platform's id for it, or raise SendError."""
         raise SendError(f"sending on {self.kind} is not supported", permanent=True)
+
+    def check_reply(
+        self, channel: Channel, last_customer_message_at: datetime | None
+    ) -> str | None:
+        """Why an agent's reply cannot be sent now (e.g. outside WhatsApp's 24-hour window),
+        or None. Asked before the reply is written, so the agent hears it at once."""
+        return None
+
+    def sign(self, channel: Channel, body: bytes, url: str) -> dict[str, str]:
+        """The headers a genuine delivery of `body` to `url` carries (for `simulate` and
+        tests: requests signed exactly as the platform signs them)."""
+        return {}

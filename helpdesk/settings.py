@@ -286,6 +286,8 @@ HELPDESK_PLATFORM_TIMEOUT = float(env("HELPDESK_PLATFORM_TIMEOUT", "10"))
 HELPDESK_DELIVERY_DISPATCHER = env(
     "HELPDESK_DELIVERY_DISPATCHER", "channels_in.outbound.dispatch_delivery"
 )
+# Asked (by dotted path) before a reply is written: why it cannot be sent now, or None.
+HELPDESK_REPLY_CHECK = env("HELPDESK_REPLY_CHECK", "channels_in.outbound.check_reply")
 
 LOGGING = {
     "version": 1,

@@ -646,6 +646,7 @@ def do_reply(
             )
         if ticket.channel_id is None:
             raise Conflict(f"ticket {ticket.pk} has no channel to reply on")
+        check_reply_possible(ticket)
         now = timezone.now()
         message = _new_outbound(
             ticket, agent, text, author_kind=AuthorKind.AGENT, internal=False, payload=payload
@@ -715,6 +716,20 @@ def do_reply(
         _publish_ticket("update", ticket, old_assignee=old_assignee)
         _publish_message(ticket, message)
     return message
+
+
+def check_reply_possible(ticket: Ticket) -> None:
+    """Ask the edge whether a reply on this ticket's channel can go out now (a platform's
+    messaging window, a switched-off channel); refuse the reply up front if not."""
+    last_in = (
+        Message.objects.filter(ticket=ticket, direction=Direction.IN)
+        .order_by("-id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    reason = import_string(settings.HELPDESK_REPLY_CHECK)(ticket.channel_id, last_in)
+    if reason:
+        raise Conflict(reason, code="cannot_send")
 
 
 def dispatch_delivery(delivery_id: int) -> None:

@@ -85,6 +85,9 @@ class TelegramAdapter(Adapter):
         if not expected or not constant_time_equal(given, expected):
             raise SignatureError("X-Telegram-Bot-Api-Secret-Token does not match")
 
+    def sign(self, channel: Channel, body: bytes, url: str) -> dict[str, str]:
+        return {"X-Telegram-Bot-Api-Secret-Token": str(channel.credentials.get("secret_token", ""))}
+
     def event_id(self, channel: Channel, body: bytes, meta: dict[str, Any]) -> str:
         return f"update:{_load(body)['update_id']}"
 
