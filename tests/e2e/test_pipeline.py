@@ -1,0 +1,114 @@
+"""The spine, end to end, through real processes: a signed webhook over HTTP → the stored
+event → a real Celery worker → a ticket → a live event on channels_redis → an agent's reply →
+the worker sends it to the (fake) platform → the delivery state on the message."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from django.db import connection
+
+from channels_in.models import Channel, InboundEvent
+from tests.channels_in.conftest import fixture_bytes
+from tests.fakeplatform import FakePlatform
+from tests.worker import LiveListener, celery_worker, wait_for
+from tickets import actions
+from tickets.events import team_group
+from tickets.models import Message, Ticket
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def platform():
+    fake = FakePlatform().start()
+    yield fake
+    fake.stop()
+
+
+def _layer_settings(prefix: str, redis_url: str) -> dict:
+    return {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": prefix},
+        }
+    }
+
+
+def test_it_carries_a_telegram_message_to_a_ticket_and_the_reply_back(
+    live_server, platform, alice, outages, settings
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker needs the PostgreSQL test database")
+    channel = Channel.objects.create(
+        kind="telegram",
+        key="tg-e2e",
+        name="Telegram",
+        default_team=outages,
+        credentials={"bot_token": "999:E2E", "secret_token": "e2e-secret"},
+    )
+    platform.respond(
+        "POST",
+        r"/telegram/bot999:E2E/sendMessage",
+        200,
+        {"ok": True, "result": {"message_id": 4242}},
+    )
+
+    with celery_worker({"TELEGRAM_API_BASE": f"{platform.url}/telegram"}) as worker:
+        # Listen on the same Redis pub/sub layer the worker publishes to.
+        settings.CHANNEL_LAYERS = _layer_settings(worker.prefix, settings.REDIS_URL)
+        listener = LiveListener([team_group(outages.pk)])
+
+        body = fixture_bytes("telegram", "text_private.json")
+        response = httpx.post(
+            f"{live_server.url}/hooks/telegram/{channel.key}/",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Telegram-Bot-Api-Secret-Token": "e2e-secret",
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+
+        ticket = wait_for(
+            lambda: Ticket.objects.filter(channel=channel).first(),
+            what="the worker to create the ticket",
+        )
+        event = InboundEvent.objects.get(channel=channel)
+        wait_for(
+            lambda: InboundEvent.objects.get(pk=event.pk).status == "processed",
+            what="the event to be marked processed",
+        )
+
+        live = listener.get(timeout=10)["event"]
+        listener.close()
+        assert live["type"] == "ticket" and live["op"] == "create"
+        assert live["ticket"]["id"] == ticket.pk and live["version"] == 1
+
+        # The same delivery again: a 200 that does nothing.
+        again = httpx.post(
+            f"{live_server.url}/hooks/telegram/{channel.key}/",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Telegram-Bot-Api-Secret-Token": "e2e-secret",
+            },
+            timeout=10,
+        )
+        assert again.status_code == 200
+        assert InboundEvent.objects.filter(channel=channel).count() == 1
+
+        reply = actions.do_reply(ticket, alice, "Бригада уже выехала, ориентировочно 40 минут.")
+        wait_for(
+            lambda: Message.objects.get(pk=reply.pk).delivery_status == "sent",
+            what="the worker to send the reply",
+        )
+
+    [sent] = platform.sent("sendMessage")
+    assert json.loads(sent.body)["chat_id"] == "402871551"
+    assert json.loads(sent.body)["text"].startswith("Бригада уже выехала")
+    assert Message.objects.get(pk=reply.pk).platform_message_id == "402871551:4242"
+    assert "process_inbound_event" in worker.log and "send_delivery" in worker.log
