@@ -157,6 +157,11 @@ class Adapter:
         is malformed. Default: a hash of the body (a retry carries the identical body)."""
         return "sha256:" + body_hash(body)
 
+    def redact(self, channel: Channel, body: bytes) -> bytes:
+        """The body as it may be stored: remove secrets a platform puts inside it (VK's
+        `secret`). Called after verification, before the event is written."""
+        return body
+
     def parse(self, channel: Channel, body: bytes, meta: dict[str, Any]) -> list[Parsed]:
         """Turn one stored event into normalized items. Pure: no I/O, no database."""
         raise NotImplementedError

@@ -12,6 +12,7 @@ rules every public mention delivered to the channel is a ticket. Either way it i
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import F
@@ -36,6 +37,9 @@ def rules(channel: Channel) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_MENTION = re.compile(r"[@#][\w.]+", re.UNICODE)
+
+
 def matches(config: dict[str, Any], text: str) -> bool:
     folded = fold(text)
     names = [fold(str(n)) for n in [*config.get("handles", []), *config.get("hashtags", [])]]
@@ -43,9 +47,20 @@ def matches(config: dict[str, Any], text: str) -> bool:
         return False
     if not config.get("require_trigger", True):
         return True
+    # Handles and hashtags are names, not requests: "@EnergyCoHelp" must not count as "help".
+    words_only = _MENTION.sub(" ", folded)
     triggers = config.get("trigger_words") or DEFAULT_TRIGGERS
-    words = [fold(str(w)) for values in triggers.values() for w in values]
-    return any(word and word in folded for word in words)
+    return any(_contains(words_only, fold(str(w))) for values in triggers.values() for w in values)
+
+
+def _contains(text: str, phrase: str) -> bool:
+    """Whole-word match for alphabetic scripts ("help" is not in "helpful"); plain substring
+    for scripts written without spaces (Chinese)."""
+    if not phrase:
+        return False
+    if any("\u3400" <= ch <= "\u9fff" for ch in phrase):
+        return phrase in text
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
 
 
 def should_ticket(channel: Channel, item: InboundMessage) -> bool:

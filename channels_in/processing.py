@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from tickets import actions
 from tickets.inbound import InboundMessage
-from tickets.models import Delivery, Direction, Message
+from tickets.models import Delivery, Direction, Message, Ticket
 
 from .base import (
     Button,
@@ -39,9 +39,13 @@ from .registry import adapter_for
 log = logging.getLogger(__name__)
 
 
+# How long receipts and edits for a message we have not seen yet wait for it.
+DEFER_UNMATCHED_FOR = timedelta(minutes=10)
+
+
 @dataclass
 class Outcome:
-    status: str  # processed, failed, skipped
+    status: str  # processed, deferred, failed, skipped
     counts: dict[str, int]
 
 
@@ -67,6 +71,16 @@ def process_event(event_id: int) -> Outcome:
         counts: Counter[str] = Counter()
         for item in items:
             counts[apply_item(event.channel, item)] += 1
+        unmatched = counts["receipt_unmatched"] + counts["edit_unmatched"]
+        if unmatched and timezone.now() - event.received_at < DEFER_UNMATCHED_FOR:
+            # A receipt can beat our own record of the send, an edit can beat the message it
+            # edits. Everything else in the event is applied (and idempotent); keep the event
+            # pending so a later attempt finds what is missing.
+            event.attempts += 1
+            event.error = f"deferred: {unmatched} receipt(s)/edit(s) for messages not seen yet"
+            event.result = dict(counts)
+            event.save(update_fields=["attempts", "error", "result"])
+            return Outcome("deferred", dict(counts))
         event.status = InboundEvent.Status.PROCESSED
         event.processed_at = timezone.now()
         event.attempts += 1
@@ -79,7 +93,11 @@ def process_event(event_id: int) -> Outcome:
 def apply_item(channel: Channel, item: object) -> str:
     """Hand one parsed item to the core; return what happened, for the event's record."""
     if isinstance(item, InboundMessage):
-        if item.is_public and not should_ticket(channel, item):
+        if (
+            item.is_public
+            and not continues_ticket(channel, item)
+            and not should_ticket(channel, item)
+        ):
             return "mention_not_ticketed"
         received = actions.do_receive_inbound(item)
         return "duplicate" if received.duplicate else "message"
@@ -96,6 +114,24 @@ def apply_item(channel: Channel, item: object) -> str:
     if isinstance(item, Ignored):
         return f"ignored:{item.reason}"
     raise TypeError(f"an adapter produced {type(item).__name__}, which the core cannot apply")
+
+
+def continues_ticket(channel: Channel, item: InboundMessage) -> bool:
+    """A public post that answers a conversation we already have a ticket for ("thanks, still
+    dark") belongs on that ticket, whether or not it repeats a trigger word."""
+    if (
+        item.reply_to
+        and Message.objects.filter(channel=channel, platform_message_id__in=list(item.reply_to))
+        .exclude(ticket__status="closed")
+        .exists()
+    ):
+        return True
+    return (
+        bool(item.thread_key)
+        and Ticket.objects.filter(channel=channel, thread_key=item.thread_key)
+        .exclude(status="closed")
+        .exists()
+    )
 
 
 def _fail(event: InboundEvent, error: str) -> Outcome:

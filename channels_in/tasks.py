@@ -17,6 +17,7 @@ from .models import InboundEvent
 log = logging.getLogger(__name__)
 
 EVENT_MAX_ATTEMPTS = 8
+DEFER_COUNTDOWN = 15
 # Errors worth another try: the database or broker blinked. Anything else is a bug in parsing
 # or the core and is retried too (it may be a race), but only EVENT_MAX_ATTEMPTS times.
 TRANSIENT = (DatabaseError, InterfaceError)
@@ -25,7 +26,7 @@ TRANSIENT = (DatabaseError, InterfaceError)
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=EVENT_MAX_ATTEMPTS)
 def process_inbound_event(self, event_id: int) -> str:  # type: ignore[no-untyped-def]
     try:
-        return processing.process_event(event_id).status
+        outcome = processing.process_event(event_id)
     except Exception as exc:
         attempt = self.request.retries + 1
         give_up = attempt >= EVENT_MAX_ATTEMPTS
@@ -35,6 +36,11 @@ def process_inbound_event(self, event_id: int) -> str:  # type: ignore[no-untype
             return "failed"
         log.warning("inbound event %s failed (attempt %s), retrying: %s", event_id, attempt, exc)
         raise self.retry(exc=exc, countdown=processing.backoff(attempt).total_seconds()) from exc
+    if outcome.status == "deferred" and not self.request.is_eager:
+        # Not an error: try again shortly. (In-process, the periodic sweeper retries instead:
+        # an eager re-run would find the same thing missing at once.)
+        process_inbound_event.apply_async((event_id,), countdown=DEFER_COUNTDOWN)
+    return outcome.status
 
 
 @shared_task(acks_late=True, ignore_result=True)

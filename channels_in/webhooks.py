@@ -141,6 +141,7 @@ def webhook(request: HttpRequest, kind: str, channel_key: str) -> HttpResponse:
         return _error(exc.status, "bad_signature", str(exc))
 
     meta = _meta(request)
+    body = adapter.redact(channel, body)
     try:
         platform_id = adapter.event_id(channel, body, meta)
     except PayloadError as exc:

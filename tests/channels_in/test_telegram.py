@@ -182,3 +182,31 @@ def test_it_stores_a_malformed_body_as_a_failed_event(telegram, hook):
     assert "update_id" in response.json()["error"]["message"]
     event = InboundEvent.objects.get()
     assert event.status == "failed" and "update_id" in event.error
+
+
+def test_it_waits_for_the_message_when_its_edit_arrives_first(telegram, hook):
+    hook("telegram", "tg-main", fixture_bytes("telegram", "edited_message.json"), **SECRET)
+    edit_event = InboundEvent.objects.get()
+    assert edit_event.status == "pending" and edit_event.error.startswith("deferred")
+
+    hook("telegram", "tg-main", fixture_bytes("telegram", "text_private.json"), **SECRET)
+    from channels_in.processing import process_event
+
+    assert process_event(edit_event.pk).status == "processed"
+    assert Message.objects.get().text.startswith("Нет света на ул. Ленина 14")
+
+
+def test_it_gives_up_waiting_for_a_missing_message_after_a_while(telegram, hook):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_in.processing import DEFER_UNMATCHED_FOR, process_event
+
+    hook("telegram", "tg-main", fixture_bytes("telegram", "edited_message.json"), **SECRET)
+    event = InboundEvent.objects.get()
+    InboundEvent.objects.filter(pk=event.pk).update(
+        received_at=timezone.now() - DEFER_UNMATCHED_FOR - timedelta(seconds=1)
+    )
+    outcome = process_event(event.pk)
+    assert outcome.status == "processed" and outcome.counts == {"edit_unmatched": 1}
