@@ -14,12 +14,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "helpdesk.settings")
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from helpdesk.routing import websocket_urlpatterns  # noqa: E402
+from helpdesk.routing import websocket_application  # noqa: E402
 
 if settings.EMBEDDED and settings.CELERY_TASK_ALWAYS_EAGER:
     from helpdesk import embedded_beat
@@ -29,8 +27,6 @@ if settings.EMBEDDED and settings.CELERY_TASK_ALWAYS_EAGER:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": websocket_application(),
     }
 )

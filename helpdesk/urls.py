@@ -11,6 +11,7 @@ from tickets import health
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("hooks/", include("channels_in.urls")),
+    path("widget/", include("channels_in.widget.urls")),
     path("api/v1/", include("tickets.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -528,6 +528,10 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
     contact_fields = ["last_seen_at", "updated_at"]
     contact.last_seen_at = now
     contact.updated_at = now
+    claims = _claims(inbound.sender)
+    if claims and contact.attributes.get("claimed") != claims:
+        contact.attributes = {**contact.attributes, "claimed": claims}
+        contact_fields.append("attributes")
     if not contact.display_name and inbound.sender.display_name:
         contact.display_name = inbound.sender.display_name[:200]
         contact_fields.append("display_name")
@@ -564,6 +568,22 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
     _publish_ticket("create" if created else "update", ticket)
     _publish_message(ticket, message)
     return Received(ticket=ticket, message=message, created_ticket=created, reopened=reopened)
+
+
+def _claims(sender: Sender) -> dict[str, str]:
+    """Unverified contact details, normalized where they parse (see Sender.claimed_email)."""
+    claims: dict[str, str] = {}
+    if sender.claimed_email:
+        try:
+            claims["email"] = normalize_email(sender.claimed_email)
+        except InvalidInput:
+            claims["email"] = sender.claimed_email[:254]
+    if sender.claimed_phone:
+        try:
+            claims["phone"] = normalize_phone(sender.claimed_phone)
+        except InvalidInput:
+            claims["phone"] = sender.claimed_phone[:32]
+    return claims
 
 
 def _score(ticket: Ticket, contact: Contact, inbound: InboundMessage, text: str) -> set[str]:

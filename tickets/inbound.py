@@ -33,6 +33,11 @@ class Sender:
     language: str = ""  # the platform's hint (Telegram language_code), if any
     followers: int = 0  # social reach, for priority
     verified: bool = False
+    # What the person typed about themselves where nothing proves it (a web chat pre-chat
+    # form). Shown to agents as a claim; never an identity, never a reason to merge: anyone
+    # can type a stranger's email into a form.
+    claimed_email: str = ""
+    claimed_phone: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The web chat widget: a script tag on any site, a WebSocket at `/ws/widget/<channel_key>/`."""
