@@ -77,6 +77,9 @@ KIND_LABELS = {
     "contact": "Shared contact",
     "postback": "Button",
     "call": "Phone call",
+    "unsupported": "A message this channel cannot show",
+    "mention": "Mention",
+    "share": "Shared post",
 }
 
 

@@ -16,7 +16,11 @@ from typing import Any
 
 from .models import Priority, Tier, Topic
 
-LEVEL_THRESHOLDS = ((70, Priority.URGENT), (45, Priority.HIGH), (20, Priority.NORMAL))
+# A message with no signal at all is "normal"; routine requests (a meter reading) score below
+# zero and are "low": high volume, low value, first in line for self-service.
+LEVEL_THRESHOLDS = ((70, Priority.URGENT), (40, Priority.HIGH), (0, Priority.NORMAL))
+ROUTINE_POINTS = -10
+ROUTINE_TOPICS = {Topic.METER_READING: "meter reading"}
 URGENCY_CAP = 45
 NEGATIVITY_PER_TERM = 8
 NEGATIVITY_CAP = 15
@@ -27,7 +31,10 @@ VERIFIED_POINTS = 4
 PUBLIC_POINTS = 8
 
 # group -> (points, {language: phrases}). Phrases are matched on case- and accent-folded text,
-# so "sem luz" also matches "SEM LUZ" and "nera elektros" matches "nėra elektros".
+# so "sem luz" also matches "SEM LUZ" and "nera elektros" matches "nėra elektros"; as whole
+# words ("dega" is not in "nedega", "fire" is not in "fired"), except that a trailing "*"
+# marks a stem ("kibirkšt*" matches "kibirkštys", "kibirkščiuoja" needs its own entry) and
+# Chinese, written without spaces, matches anywhere.
 URGENCY_GROUPS: dict[str, tuple[int, dict[str, list[str]]]] = {
     "safety": (
         70,
@@ -39,6 +46,7 @@ URGENCY_GROUPS: dict[str, tuple[int, dict[str, list[str]]]] = {
                 "power line down",
                 "sparks",
                 "sparking",
+                "spark*",
                 "fire",
                 "smoke",
                 "smell of gas",
@@ -67,7 +75,11 @@ URGENCY_GROUPS: dict[str, tuple[int, dict[str, list[str]]]] = {
                 "искрит",
                 "искры",
                 "пожар",
-                "горит",
+                "горит провод",
+                "горит столб",
+                "горит щиток",
+                "горит дом",
+                "возгорание",
                 "дым",
                 "запах газа",
                 "ударило током",
@@ -77,11 +89,16 @@ URGENCY_GROUPS: dict[str, tuple[int, dict[str, list[str]]]] = {
                 "nutrūkęs laidas",
                 "nutrukes laidas",
                 "nukritęs laidas",
-                "kibirkšt",
+                "kibirkšt*",
+                "kibirkšči*",
                 "gaisras",
-                "dega",
+                # "dega" alone is also "the light is on": only with what is burning.
+                "dega namas",
+                "dega stulpas",
+                "dega laidai",
+                "dega skydinė",
                 "dūmai",
-                "dujų kvap",
+                "dujų kvap*",
                 "nutrenkė srovė",
             ],
         },
@@ -121,6 +138,8 @@ URGENCY_GROUPS: dict[str, tuple[int, dict[str, list[str]]]] = {
                 "nėra šviesos",
                 "atjungė elektrą",
                 "be elektros",
+                "šviesa nedega",
+                "nedega šviesa",
             ],
         },
     ),
@@ -129,9 +148,9 @@ URGENCY_GROUPS: dict[str, tuple[int, dict[str, list[str]]]] = {
         {
             "en": ["oxygen", "life support", "dialysis", "ventilator", "disabled", "newborn"],
             "pt": ["oxigénio", "oxigênio", "aparelho respiratório", "diálise", "acamado"],
-            "ru": ["кислород", "аппарат ивл", "диализ", "инвалид", "лежачий", "грудной ребенок"],
+            "ru": ["кислород*", "аппарат ивл", "диализ*", "инвалид*", "лежач*", "грудной ребенок"],
             "zh": ["氧气", "呼吸机", "透析", "残疾"],
-            "lt": ["deguon", "dializ", "neįgal", "kūdik"],
+            "lt": ["deguon*", "dializ*", "neįgal*", "kūdik*"],
         },
     ),
     "disconnection": (
@@ -141,7 +160,7 @@ URGENCY_GROUPS: dict[str, tuple[int, dict[str, list[str]]]] = {
             "pt": ["aviso de corte", "corte de luz", "cortaram"],
             "ru": ["отключат", "уведомление об отключении", "отключили за долг"],
             "zh": ["断电通知", "欠费停电"],
-            "lt": ["atjungs", "įspėjimas dėl atjungimo"],
+            "lt": ["atjungs*", "įspėjimas dėl atjungimo"],
         },
     ),
 }
@@ -187,46 +206,57 @@ NEGATIVE_TERMS: dict[str, list[str]] = {
 
 TOPIC_TERMS: dict[str, dict[str, list[str]]] = {
     Topic.OUTAGE: {
-        "en": ["no power", "outage", "blackout", "power out", "no electricity", "wire", "sparks"],
-        "pt": ["sem luz", "sem energia", "falta de luz", "apagão", "fio caído", "queda"],
-        "ru": ["нет света", "отключ", "электричеств", "провод", "свет"],
+        "en": ["no power", "outage*", "blackout", "power out", "no electricity", "wire*", "spark*"],
+        "pt": ["sem luz", "sem energia", "falta de luz", "apagão", "fio caído", "queda de energia"],
+        "ru": ["нет света", "отключ*", "электричеств*", "провод*", "свет", "света"],
         "zh": ["停电", "没电", "断电", "电线"],
-        "lt": ["nėra elektros", "dingo elektra", "elektros nėra", "laidas", "atjung"],
+        "lt": ["nėra elektros", "dingo elektra", "elektros nėra", "laid*", "atjung*"],
     },
     Topic.BILLING: {
-        "en": ["bill", "invoice", "payment", "paid", "debt", "charge", "balance", "refund"],
-        "pt": ["fatura", "factura", "conta de luz", "pagamento", "paguei", "dívida", "saldo"],
-        "ru": ["счет", "счёт", "квитанц", "оплат", "долг", "задолженн", "баланс", "платеж"],
+        "en": ["bill*", "invoice*", "payment*", "paid", "debt*", "charge*", "balance", "refund*"],
+        "pt": ["fatura*", "factura*", "conta de luz", "pagamento*", "paguei", "dívida*", "saldo"],
+        "ru": [
+            "счет",
+            "счёт",
+            "счета",
+            "квитанц*",
+            "оплат*",
+            "долг*",
+            "задолженн*",
+            "баланс*",
+            "платеж*",
+            "платёж*",
+        ],
         "zh": ["账单", "缴费", "付款", "欠费", "余额", "电费"],
-        "lt": ["sąskait", "mokėj", "apmokė", "skol", "balans", "sumokėjau"],
+        "lt": ["sąskait*", "mokėj*", "apmokė*", "skol*", "balans*", "sumokėjau"],
     },
     Topic.METER_READING: {
-        "en": ["meter reading", "reading", "meter"],
-        "pt": ["leitura", "contador", "medidor"],
-        "ru": ["показани", "счетчик", "счётчик"],
+        "en": ["meter reading*", "reading*", "meter"],
+        "pt": ["leitura*", "contador*", "medidor*"],
+        "ru": ["показани*", "счетчик*", "счётчик*"],
         "zh": ["电表读数", "读数", "电表", "抄表"],
-        "lt": ["rodmen", "skaitikl"],
+        "lt": ["rodmen*", "skaitikl*"],
     },
     Topic.TARIFF: {
-        "en": ["tariff", "rate plan", "price per kwh", "night rate"],
-        "pt": ["tarifa", "preço do kwh", "bi-horário"],
-        "ru": ["тариф"],
+        "en": ["tariff*", "rate plan", "price per kwh", "night rate"],
+        "pt": ["tarifa*", "preço do kwh", "bi-horário"],
+        "ru": ["тариф*"],
         "zh": ["电价", "峰谷", "阶梯"],
-        "lt": ["tarif", "kaina už kwh"],
+        "lt": ["tarif*", "kaina už kwh"],
     },
     Topic.CONTRACT: {
-        "en": ["contract", "new connection", "move in", "moving out", "terminate"],
-        "pt": ["contrato", "ligação nova", "mudança", "titularidade"],
-        "ru": ["договор", "подключени", "переоформ"],
+        "en": ["contract*", "new connection", "move in", "moving out", "terminate"],
+        "pt": ["contrato*", "ligação nova", "mudança", "titularidade"],
+        "ru": ["договор*", "подключени*", "переоформ*"],
         "zh": ["合同", "过户", "开户", "新装"],
-        "lt": ["sutart", "prijungim", "perraš"],
+        "lt": ["sutart*", "prijungim*", "perraš*"],
     },
     Topic.MAINTENANCE: {
-        "en": ["maintenance", "planned work", "scheduled outage", "repair"],
+        "en": ["maintenance", "planned work*", "scheduled outage", "repair*"],
         "pt": ["manutenção", "obras", "trabalhos programados", "reparação"],
-        "ru": ["плановые работы", "ремонт", "профилактик"],
+        "ru": ["плановые работы", "ремонт*", "профилактик*"],
         "zh": ["检修", "维修", "计划停电"],
-        "lt": ["planiniai darbai", "remont", "priežiūr"],
+        "lt": ["planiniai darbai", "remont*", "priežiūr*"],
     },
 }
 
@@ -237,8 +267,17 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def _compile(phrases: list[str]) -> list[tuple[str, str]]:
-    return [(phrase, fold(phrase)) for phrase in phrases]
+def _pattern(phrase: str) -> re.Pattern[str]:
+    key = fold(phrase)
+    stem = key.endswith("*")
+    key = key.rstrip("*")
+    if any("\u3400" <= ch <= "\u9fff" for ch in key):
+        return re.compile(re.escape(key))
+    return re.compile(rf"(?<!\w){re.escape(key)}" + ("" if stem else r"(?!\w)"))
+
+
+def _compile(phrases: list[str]) -> list[tuple[str, re.Pattern[str]]]:
+    return [(phrase.rstrip("*"), _pattern(phrase)) for phrase in phrases]
 
 
 _URGENCY = {
@@ -274,8 +313,8 @@ class Score:
             self.reasons.append({"signal": signal, "detail": detail, "points": points})
 
 
-def _matches(folded: str, phrases: list[tuple[str, str]]) -> list[str]:
-    return [original for original, key in phrases if key in folded]
+def _matches(folded: str, phrases: list[tuple[str, re.Pattern[str]]]) -> list[str]:
+    return [original for original, pattern in phrases if pattern.search(folded)]
 
 
 def _is_shouting(text: str) -> bool:
@@ -330,6 +369,10 @@ def score_text(
         score.add("influence", "verified account", VERIFIED_POINTS)
     if is_public:
         score.add("public", "public post, visible to everyone", PUBLIC_POINTS)
+    if not score.reasons or all(r["signal"] == "tier" for r in score.reasons):
+        routine = ROUTINE_TOPICS.get(Topic(classify_topic(text)))
+        if routine:
+            score.add("routine", routine, ROUTINE_POINTS)
     return score
 
 
