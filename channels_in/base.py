@@ -175,10 +175,17 @@ class Adapter:
         raise SendError(f"sending on {self.kind} is not supported", permanent=True)
 
     def check_reply(
-        self, channel: Channel, last_customer_message_at: datetime | None
+        self,
+        channel: Channel,
+        last_customer_message_at: datetime | None,
+        *,
+        text: str = "",
+        last_inbound: dict[str, Any] | None = None,
     ) -> str | None:
-        """Why an agent's reply cannot be sent now (e.g. outside WhatsApp's 24-hour window),
-        or None. Asked before the reply is written, so the agent hears it at once."""
+        """Why an agent's reply cannot be sent now (outside WhatsApp's 24-hour window, too long
+        for a public post), or None. Asked before the reply is written, so the agent hears it
+        at once. `last_inbound` is the payload of the customer's last message (which says,
+        e.g., that it was a public comment)."""
         return None
 
     def sign(self, channel: Channel, body: bytes, url: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 
 def dispatch_delivery(delivery_id: int) -> None:
@@ -13,7 +14,13 @@ def dispatch_delivery(delivery_id: int) -> None:
     send_delivery.delay(delivery_id)
 
 
-def check_reply(channel_id: int, last_customer_message_at: datetime | None) -> str | None:
+def check_reply(
+    channel_id: int,
+    last_customer_message_at: datetime | None,
+    *,
+    text: str = "",
+    last_inbound: dict[str, Any] | None = None,
+) -> str | None:
     """Why a reply on this channel cannot go out now, or None (settings.HELPDESK_REPLY_CHECK).
     The core asks before writing the reply, so the agent sees the reason at once."""
     from .models import Channel  # imported late: the core calls this by dotted path
@@ -27,4 +34,6 @@ def check_reply(channel_id: int, last_customer_message_at: datetime | None) -> s
     adapter = adapter_for(channel.kind)
     if adapter is None:
         return f"no adapter can send on {channel.kind}"
-    return adapter.check_reply(channel, last_customer_message_at)
+    return adapter.check_reply(
+        channel, last_customer_message_at, text=text, last_inbound=last_inbound or {}
+    )

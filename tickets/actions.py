@@ -669,7 +669,7 @@ def do_reply(
             )
         if ticket.channel_id is None:
             raise Conflict(f"ticket {ticket.pk} has no channel to reply on")
-        check_reply_possible(ticket)
+        check_reply_possible(ticket, text)
         now = timezone.now()
         message = _new_outbound(
             ticket, agent, text, author_kind=AuthorKind.AGENT, internal=False, payload=payload
@@ -741,16 +741,21 @@ def do_reply(
     return message
 
 
-def check_reply_possible(ticket: Ticket) -> None:
-    """Ask the edge whether a reply on this ticket's channel can go out now (a platform's
-    messaging window, a switched-off channel); refuse the reply up front if not."""
+def check_reply_possible(ticket: Ticket, text: str = "") -> None:
+    """Ask the edge whether this reply on the ticket's channel can go out now (a platform's
+    messaging window, a public post's length, a switched-off channel); refuse it up front."""
     last_in = (
         Message.objects.filter(ticket=ticket, direction=Direction.IN)
         .order_by("-id")
-        .values_list("created_at", flat=True)
+        .values("created_at", "payload")
         .first()
     )
-    reason = import_string(settings.HELPDESK_REPLY_CHECK)(ticket.channel_id, last_in)
+    reason = import_string(settings.HELPDESK_REPLY_CHECK)(
+        ticket.channel_id,
+        last_in["created_at"] if last_in else None,
+        text=text,
+        last_inbound=last_in["payload"] if last_in else {},
+    )
     if reason:
         raise Conflict(reason, code="cannot_send")
 

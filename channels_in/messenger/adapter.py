@@ -417,8 +417,15 @@ class MessengerAdapter(Adapter):
         return bool(channel.settings.get("human_agent_tag"))
 
     def check_reply(
-        self, channel: Channel, last_customer_message_at: datetime | None
+        self,
+        channel: Channel,
+        last_customer_message_at: datetime | None,
+        *,
+        text: str = "",
+        last_inbound: dict[str, Any] | None = None,
     ) -> str | None:
+        if (last_inbound or {}).get("comment_id"):
+            return None  # a public reply to a comment: no messaging window applies
         window = HUMAN_AGENT_WINDOW if self._human_agent(channel) else WINDOW
         if last_customer_message_at is not None and (
             timezone.now() - last_customer_message_at <= window

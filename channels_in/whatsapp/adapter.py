@@ -384,7 +384,12 @@ class WhatsAppAdapter(Adapter):
     # ----------------------------------------------------------------------- replying
 
     def check_reply(
-        self, channel: Channel, last_customer_message_at: datetime | None
+        self,
+        channel: Channel,
+        last_customer_message_at: datetime | None,
+        *,
+        text: str = "",
+        last_inbound: dict[str, Any] | None = None,
     ) -> str | None:
         if last_customer_message_at is None or timezone.now() - last_customer_message_at > WINDOW:
             return WINDOW_REASON

@@ -404,6 +404,25 @@ class XAdapter(Adapter):
 
     # ------------------------------------------------------------------ sending
 
+    def check_reply(
+        self,
+        channel: Channel,
+        last_customer_message_at: datetime | None,
+        *,
+        text: str = "",
+        last_inbound: dict[str, Any] | None = None,
+    ) -> str | None:
+        # Said while the agent composes, not after the send fails: a public reply must fit.
+        last = last_inbound or {}
+        if last.get("public") and last.get("tweet_id") and text:
+            length = weighted_length(text)
+            if length > MAX_WEIGHTED_LENGTH:
+                return (
+                    f"a public reply on X may be {MAX_WEIGHTED_LENGTH} characters by X's count; "
+                    f"this one is {length}. Shorten it, or ask the customer to continue by DM."
+                )
+        return None
+
     def send(self, channel: Channel, out: Outbound) -> str:
         creds = channel.credentials
         names = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")

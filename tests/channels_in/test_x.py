@@ -455,12 +455,15 @@ def test_it_refuses_a_public_reply_over_280_characters(
 ):
     post_x("mention_help.json")
     ticket = Ticket.objects.get()
+    # The text alone fits (so the up-front check lets it through); the numbered options the
+    # buttons become push it over, which only the send can know.
     message, result = reply(
         django_capture_on_commit_callbacks,
         ticket,
         alice,
-        "Светлана, " + "о" * 280,
+        "Светлана, " + "о" * 265,
         status="resolved",
+        payload={"buttons": [{"id": "yes", "label": "Taip"}, {"id": "no", "label": "Ne"}]},
     )
     assert result.status == "failed"
     assert not fake_platform.sent()  # never reached X
@@ -568,3 +571,14 @@ def test_it_signs_requests_as_the_oauth_docs_example():
 )
 def test_it_counts_characters_as_x_does(text, length):
     assert weighted_length(text) == length
+
+
+def test_it_refuses_a_too_long_public_reply_before_it_is_written(post_x, alice):
+    from tickets import actions
+    from tickets.errors import Conflict
+
+    post_x("mention_help.json")
+    ticket = Ticket.objects.get()
+    with pytest.raises(Conflict, match="280 characters"):
+        actions.do_reply(ticket, alice, "Sveiki! " * 60)
+    assert not ticket.messages.filter(direction="out").exists()
