@@ -54,7 +54,9 @@ def process_event(event_id: int) -> Outcome:
     retries); a malformed body marks the event failed for good."""
     with transaction.atomic():
         event = (
-            InboundEvent.objects.select_for_update(skip_locked=True)
+            # of=self: the join must not lock the channel row, or every event of a channel
+            # would skip the others being processed (and collide with inserts' key locks).
+            InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("channel")
             .filter(pk=event_id, status=InboundEvent.Status.PENDING)
             .first()

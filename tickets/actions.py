@@ -1482,7 +1482,7 @@ def do_mark_delivery_sent(delivery_id: int, platform_message_id: str) -> Deliver
     """The platform accepted our message and gave it this id."""
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update()
+            Delivery.objects.select_for_update(of=("self",))
             .select_related("message")
             .filter(pk=delivery_id)
             .first()
@@ -1543,7 +1543,7 @@ def do_mark_delivery_failed(delivery_id: int, error: str) -> Delivery | None:
     agents see the platform's error on the ticket, and the ticket comes back to the queue."""
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update()
+            Delivery.objects.select_for_update(of=("self",))
             .select_related("message")
             .filter(pk=delivery_id)
             .first()
@@ -1618,7 +1618,9 @@ def do_retry_delivery(delivery: Delivery, *, actor: Agent) -> Delivery:
         raise Forbidden("only supervisors and admins may retry failed deliveries")
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update().select_related("message").get(pk=delivery.pk)
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("message")
+            .get(pk=delivery.pk)
         )
         if delivery.state != Delivery.State.FAILED:
             raise Conflict(f"delivery {delivery.pk} is {delivery.state}, not failed")
