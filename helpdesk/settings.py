@@ -160,6 +160,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "channels_in.tasks.sweep_deliveries",
         "schedule": timedelta(seconds=30),
     },
+    "poll-imap-channels": {
+        "task": "channels_in.email.tasks.poll_imap_channels",
+        "schedule": timedelta(seconds=60),
+    },
 }
 
 if REDIS_URL:
@@ -288,6 +292,24 @@ HELPDESK_DELIVERY_DISPATCHER = env(
 )
 # Asked (by dotted path) before a reply is written: why it cannot be sent now, or None.
 HELPDESK_REPLY_CHECK = env("HELPDESK_REPLY_CHECK", "channels_in.outbound.check_reply")
+
+# --- Outgoing email (replies on email channels) --------------------------------------------
+# Embedded default: printed to the console. Production: SMTP (EMAIL_HOST and friends).
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if env("EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+# Django's default is no timeout: a hung SMTP server would hold a worker forever.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+HELPDESK_EMAIL_MSGID_DOMAIN = env("HELPDESK_EMAIL_MSGID_DOMAIN", "")
 
 LOGGING = {
     "version": 1,
