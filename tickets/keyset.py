@@ -73,6 +73,7 @@ class Position:
             binascii.Error,
             json.JSONDecodeError,
             UnicodeDecodeError,
+            RecursionError,  # a forged cursor of deeply nested brackets
         ) as exc:
             raise InvalidInput(
                 "the cursor is not valid; start again from the first page", field="cursor"

@@ -48,3 +48,17 @@ class ReadOrAdmin(BasePermission):
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return True
         return agent.is_admin
+
+
+class ReadOrSupervisor(BasePermission):
+    """Agents read (canned responses); supervisors and admins change them."""
+
+    message = "only supervisors and admins may change this"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        agent = agent_of(request)
+        if agent is None:
+            return False
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        return agent.is_supervisor
