@@ -47,11 +47,13 @@ class InboundEvent(models.Model):
 
     The webhook answers 200 only after this row is committed, so an accepted delivery is never
     lost; the platform's own id makes a redelivery a no-op (unique on channel + platform id).
-    A worker parses it into messages; the sweeper re-enqueues rows left pending.
+    Workers claim pending rows (pending -> processing, a compare-and-set) and parse them into
+    messages; the sweeper returns rows a dead worker left in processing.
     """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"  # claimed by a worker (see claimed_at)
         PROCESSED = "processed", "Processed"
         FAILED = "failed", "Failed"
 
@@ -66,6 +68,9 @@ class InboundEvent(models.Model):
     # What processing produced: counts of messages, receipts, edits and ignored items.
     result = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
+    # Not before this time: backoff after an error, or a wait for a message a receipt needs.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -75,10 +80,16 @@ class InboundEvent(models.Model):
             )
         ]
         indexes = [
+            # Workers claim due events oldest first: an index range scan on the pending slice.
             models.Index(
-                fields=["received_at"],
-                name="event_pending_idx",
+                fields=["next_attempt_at", "id"],
+                name="event_due_idx",
                 condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                fields=["claimed_at"],
+                name="event_processing_idx",
+                condition=models.Q(status="processing"),
             ),
             models.Index(
                 fields=["-received_at"],

@@ -1,8 +1,10 @@
 """Turning stored inbound events into tickets, and queued deliveries into sent messages.
 
-Both run on Celery workers (in-process on the embedded default). Both are idempotent: an
-event is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` and processed in one transaction
-with its effects; a delivery is claimed by a compare-and-set from queued to sending.
+Both run on Celery workers (in-process on the embedded default). Both are idempotent, and
+both claim work by a compare-and-set, healthchecks style: an event goes pending -> processing
+(`claim_events` takes a batch with `FOR UPDATE SKIP LOCKED`), then each event is applied in
+its own short transaction, so two workers never process one event and a batch never holds
+locks across many customers' tickets; a delivery goes queued -> sending.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from datetime import timedelta
 import httpx
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from tickets import actions
@@ -38,31 +39,93 @@ from .registry import adapter_for
 
 log = logging.getLogger(__name__)
 
-
-# How long receipts and edits for a message we have not seen yet wait for it.
+# How long receipts and edits for a message we have not seen yet wait for it, and how often
+# they look again.
 DEFER_UNMATCHED_FOR = timedelta(minutes=10)
+DEFER_STEP = timedelta(seconds=15)
+EVENT_MAX_ATTEMPTS = 8
+# A claim older than this belonged to a worker that died: the sweeper gives it back.
+STUCK_AFTER = timedelta(minutes=5)
+
+Status = InboundEvent.Status
 
 
 @dataclass
 class Outcome:
-    status: str  # processed, deferred, failed, skipped
+    status: str  # processed, deferred, failed, retry, skipped
     counts: dict[str, int]
 
 
-def process_event(event_id: int) -> Outcome:
-    """Parse one stored event and apply what it says. Raises on transient errors (the caller
-    retries); a malformed body marks the event failed for good."""
+def claim_events(limit: int) -> list[int]:
+    """Take up to `limit` due pending events, oldest first, for this worker."""
+    now = timezone.now()
     with transaction.atomic():
-        event = (
-            # of=self: the join must not lock the channel row, or every event of a channel
-            # would skip the others being processed (and collide with inserts' key locks).
+        ids = list(
             InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("channel")
-            .filter(pk=event_id, status=InboundEvent.Status.PENDING)
-            .first()
+            .filter(status=Status.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "id")
+            .values_list("id", flat=True)[:limit]
         )
-        if event is None:
-            return Outcome("skipped", {})  # done already, or another worker holds it
+        if ids:
+            InboundEvent.objects.filter(pk__in=ids).update(status=Status.PROCESSING, claimed_at=now)
+    return ids
+
+
+def process_pending(*, batch: int = 50, budget_seconds: float = 20.0) -> int:
+    """Claim and process due events until none are left (or the time budget is spent; the
+    next kick or sweep continues). Returns how many events were processed."""
+    deadline = timezone.now() + timedelta(seconds=budget_seconds)
+    done = 0
+    while timezone.now() < deadline:
+        ids = claim_events(batch)
+        if not ids:
+            break
+        for event_id in ids:
+            run_claimed(event_id)
+        done += len(ids)
+    return done
+
+
+def process_event(event_id: int) -> Outcome:
+    """Process one event now, whatever its backoff says (a replay, an import, a test).
+    Skipped when it is not pending (done already, or another worker has it)."""
+    claimed = InboundEvent.objects.filter(pk=event_id, status=Status.PENDING).update(
+        status=Status.PROCESSING, claimed_at=timezone.now()
+    )
+    if not claimed:
+        return Outcome("skipped", {})
+    return run_claimed(event_id)
+
+
+def run_claimed(event_id: int) -> Outcome:
+    """Apply a claimed event; on an unexpected error, put it back with a backoff (or park it
+    as failed after EVENT_MAX_ATTEMPTS): nothing accepted is dropped on an exception."""
+    try:
+        return _apply_event(event_id)
+    except Exception as exc:
+        # _apply_event's own transaction (or savepoint) is rolled back: record the attempt.
+        event = InboundEvent.objects.filter(pk=event_id).only("attempts").first()
+        attempt = (event.attempts if event else 0) + 1
+        give_up = attempt >= EVENT_MAX_ATTEMPTS
+        InboundEvent.objects.filter(pk=event_id, status=Status.PROCESSING).update(
+            status=Status.FAILED if give_up else Status.PENDING,
+            attempts=attempt,
+            error=f"{type(exc).__name__}: {exc}"[:4000],
+            next_attempt_at=timezone.now() + backoff(attempt),
+            claimed_at=None,
+        )
+        log.exception(
+            "inbound event %s failed (attempt %s%s)",
+            event_id,
+            attempt,
+            ", giving up" if give_up else "",
+        )
+        return Outcome("failed" if give_up else "retry", {})
+
+
+def _apply_event(event_id: int) -> Outcome:
+    with transaction.atomic():
+        event = InboundEvent.objects.select_related("channel").get(pk=event_id)
         adapter = adapter_for(event.channel.kind)
         if adapter is None:
             return _fail(event, f"no adapter for channel kind {event.channel.kind!r}")
@@ -73,22 +136,35 @@ def process_event(event_id: int) -> Outcome:
         counts: Counter[str] = Counter()
         for item in items:
             counts[apply_item(event.channel, item)] += 1
-        unmatched = counts["receipt_unmatched"] + counts["edit_unmatched"]
-        if unmatched and timezone.now() - event.received_at < DEFER_UNMATCHED_FOR:
-            # A receipt can beat our own record of the send, an edit can beat the message it
-            # edits. Everything else in the event is applied (and idempotent); keep the event
-            # pending so a later attempt finds what is missing.
-            event.attempts += 1
-            event.error = f"deferred: {unmatched} receipt(s)/edit(s) for messages not seen yet"
-            event.result = dict(counts)
-            event.save(update_fields=["attempts", "error", "result"])
-            return Outcome("deferred", dict(counts))
-        event.status = InboundEvent.Status.PROCESSED
-        event.processed_at = timezone.now()
+        now = timezone.now()
         event.attempts += 1
-        event.error = ""
         event.result = dict(counts)
-        event.save(update_fields=["status", "processed_at", "attempts", "error", "result"])
+        event.claimed_at = None
+        unmatched = counts["receipt_unmatched"] + counts["edit_unmatched"]
+        if unmatched and now - event.received_at < DEFER_UNMATCHED_FOR:
+            # A receipt can beat our own record of the send, an edit can beat the message it
+            # edits. Everything else in the event is applied (and idempotent); look again
+            # shortly for what is missing.
+            event.status = Status.PENDING
+            event.next_attempt_at = now + DEFER_STEP
+            event.error = f"deferred: {unmatched} receipt(s)/edit(s) for messages not seen yet"
+            event.save(
+                update_fields=[
+                    "status",
+                    "next_attempt_at",
+                    "error",
+                    "attempts",
+                    "result",
+                    "claimed_at",
+                ]
+            )
+            return Outcome("deferred", dict(counts))
+        event.status = Status.PROCESSED
+        event.processed_at = now
+        event.error = ""
+        event.save(
+            update_fields=["status", "processed_at", "attempts", "error", "result", "claimed_at"]
+        )
         return Outcome("processed", dict(counts))
 
 
@@ -101,7 +177,7 @@ def apply_item(channel: Channel, item: object) -> str:
             and not should_ticket(channel, item)
         ):
             return "mention_not_ticketed"
-        received = actions.do_receive_inbound(item)
+        received = actions.do_receive_inbound(item, channel=channel)
         return "duplicate" if received.duplicate else "message"
     if isinstance(item, StatusUpdate):
         updated = actions.do_update_delivery_status(
@@ -137,28 +213,33 @@ def continues_ticket(channel: Channel, item: InboundMessage) -> bool:
 
 
 def _fail(event: InboundEvent, error: str) -> Outcome:
-    event.status = InboundEvent.Status.FAILED
+    event.status = Status.FAILED
     event.error = error[:4000]
     event.attempts += 1
-    event.save(update_fields=["status", "error", "attempts"])
+    event.claimed_at = None
+    event.save(update_fields=["status", "error", "attempts", "claimed_at"])
     log.warning("inbound event %s failed: %s", event.pk, error)
     return Outcome("failed", {})
 
 
-def record_event_error(event_id: int, error: str, *, give_up: bool) -> None:
-    """A transient error: count the attempt; after too many, park the event as failed."""
-    updates: dict[str, object] = {"error": error[:4000]}
-    if give_up:
-        updates["status"] = InboundEvent.Status.FAILED
-    InboundEvent.objects.filter(pk=event_id, status=InboundEvent.Status.PENDING).update(**updates)
-    InboundEvent.objects.filter(pk=event_id).update(attempts=F("attempts") + 1)
+def release_stuck_events() -> int:
+    """Give back events claimed by a worker that died mid-way (at-least-once: processing is
+    idempotent, so doing part of one again changes nothing)."""
+    cutoff = timezone.now() - STUCK_AFTER
+    return InboundEvent.objects.filter(status=Status.PROCESSING, claimed_at__lt=cutoff).update(
+        status=Status.PENDING, claimed_at=None, next_attempt_at=timezone.now()
+    )
 
 
 def replay_event(event: InboundEvent) -> None:
     """Put a failed (or processed) event back to pending, for an operator's retry or replay.
     Processing is idempotent: replaying a processed event changes nothing already done."""
-    InboundEvent.objects.filter(pk=event.pk).update(
-        status=InboundEvent.Status.PENDING, error="", processed_at=None
+    InboundEvent.objects.filter(pk=event.pk).exclude(status=Status.PROCESSING).update(
+        status=Status.PENDING,
+        error="",
+        processed_at=None,
+        next_attempt_at=timezone.now(),
+        attempts=0,
     )
 
 

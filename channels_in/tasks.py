@@ -1,4 +1,6 @@
-"""Celery tasks of the edge. Each takes an id, is idempotent, and delegates to processing."""
+"""Celery tasks of the edge. Each takes an id (or nothing), is idempotent, and delegates to
+processing: claims are compare-and-set, so a task run twice, or by two workers, does nothing
+twice."""
 
 from __future__ import annotations
 
@@ -6,41 +8,38 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError
+from django.core.cache import cache
 from django.utils import timezone
 
 from tickets.models import Delivery
 
 from . import processing
-from .models import InboundEvent
 
 log = logging.getLogger(__name__)
 
-EVENT_MAX_ATTEMPTS = 8
-DEFER_COUNTDOWN = 15
-# Errors worth another try: the database or broker blinked. Anything else is a bug in parsing
-# or the core and is retried too (it may be a race), but only EVENT_MAX_ATTEMPTS times.
-TRANSIENT = (DatabaseError, InterfaceError)
+
+def kick_key() -> str:
+    from helpdesk.celery import app
+
+    # Per queue: separate deployments (or test runs) on one Redis do not share kicks.
+    return f"ingest:kick:{app.conf.task_default_queue}"
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=EVENT_MAX_ATTEMPTS)
-def process_inbound_event(self, event_id: int) -> str:  # type: ignore[no-untyped-def]
-    try:
-        outcome = processing.process_event(event_id)
-    except Exception as exc:
-        attempt = self.request.retries + 1
-        give_up = attempt >= EVENT_MAX_ATTEMPTS
-        processing.record_event_error(event_id, f"{type(exc).__name__}: {exc}", give_up=give_up)
-        if give_up:
-            log.exception("inbound event %s failed for good after %s attempts", event_id, attempt)
-            return "failed"
-        log.warning("inbound event %s failed (attempt %s), retrying: %s", event_id, attempt, exc)
-        raise self.retry(exc=exc, countdown=processing.backoff(attempt).total_seconds()) from exc
-    if outcome.status == "deferred" and not self.request.is_eager:
-        # Not an error: try again shortly. (In-process, the periodic sweeper retries instead:
-        # an eager re-run would find the same thing missing at once.)
-        process_inbound_event.apply_async((event_id,), countdown=DEFER_COUNTDOWN)
-    return outcome.status
+@shared_task(acks_late=True, ignore_result=True)
+def process_pending_events() -> int:
+    """Process every due pending event, in batches. Webhooks send one of these "kicks" at a
+    time (coalesced), not one task per message: Celery's per-task cost is the first ceiling
+    at storm rates (PERF-NOTES), and a batch claim is one query for fifty events."""
+    # Cleared before claiming: an event committed after this line sends a new kick; one
+    # committed before it is seen by the claim below.
+    cache.delete(kick_key())
+    return processing.process_pending()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def process_inbound_event(event_id: int) -> str:
+    """Process one event now (operators' replays)."""
+    return processing.process_event(event_id).status
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -52,17 +51,13 @@ def send_delivery(delivery_id: int) -> str:
 
 
 @shared_task(ignore_result=True)
-def sweep_inbound_events(older_than_seconds: int = 60) -> int:
-    """Re-enqueue events left pending (a lost task, a dead worker, the broker was down)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(
-        InboundEvent.objects.filter(status=InboundEvent.Status.PENDING, received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("id", flat=True)[:5000]
-    )
-    for event_id in ids:
-        process_inbound_event.delay(event_id)
-    return len(ids)
+def sweep_inbound_events() -> int:
+    """Give back events a dead worker left claimed, and process whatever is due (retries
+    after a backoff, receipts waiting for their message, anything a lost kick left)."""
+    released = processing.release_stuck_events()
+    if released:
+        log.warning("released %s inbound events left claimed by a dead worker", released)
+    return processing.process_pending()
 
 
 @shared_task(ignore_result=True)

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 _INSERT = (
     "INSERT INTO channels_in_inboundevent "
-    "(channel_id, platform_id, body, meta, status, attempts, error, result, received_at) "
-    "VALUES (%s, %s, %s, %s, %s, 0, %s, %s, %s) "
+    "(channel_id, platform_id, body, meta, status, attempts, error, result, received_at, "
+    "next_attempt_at) VALUES (%s, %s, %s, %s, %s, 0, %s, %s, %s, %s) "
     "ON CONFLICT (channel_id, platform_id) DO NOTHING RETURNING id"
 )
 
@@ -85,6 +85,7 @@ def store_event(
     error: str = "",
 ) -> int | None:
     """Insert the event; return its id, or None if this delivery was already stored."""
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             _INSERT,
@@ -96,7 +97,8 @@ def store_event(
                 status,
                 error,
                 "{}",
-                timezone.now(),
+                now,
+                now,
             ],
         )
         row = cursor.fetchone()
@@ -104,13 +106,24 @@ def store_event(
 
 
 def enqueue(event_id: int) -> None:
-    from .tasks import process_inbound_event  # Celery loads lazily
+    """Get a stored event processed. In-process (embedded default), right now; with a broker,
+    one coalesced "kick" at a time: the worker then claims every due event in batches."""
+    from helpdesk.celery import app
 
+    from .processing import process_event
+    from .tasks import kick_key, process_pending_events
+
+    if app.conf.task_always_eager:
+        process_event(event_id)
+        return
     try:
-        process_inbound_event.delay(event_id)
+        if cache.add(kick_key(), 1, timeout=2):
+            process_pending_events.delay()
     except Exception:
-        # The event is committed; the sweeper enqueues it when the broker is back.
-        log.exception("event %s stored but not enqueued; the sweeper will pick it up", event_id)
+        # The event is committed; the sweeper processes it when the broker is back.
+        log.exception(
+            "event %s stored but no worker was told; the sweeper will pick it up", event_id
+        )
 
 
 @csrf_exempt

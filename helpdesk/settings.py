@@ -154,7 +154,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     "sweep-inbound-events": {
         "task": "channels_in.tasks.sweep_inbound_events",
-        "schedule": timedelta(seconds=60),
+        "schedule": timedelta(seconds=15),
     },
     "sweep-deliveries": {
         "task": "channels_in.tasks.sweep_deliveries",

@@ -75,6 +75,8 @@ def celery_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "CELERY_QUEUE": queue,
         "CHANNEL_LAYER_PREFIX": prefix,
+        # Web and worker processes coordinate through the cache (ingest kicks): one namespace.
+        "CACHE_PREFIX": prefix,
         "SECRET_KEY": settings.SECRET_KEY,
         "DB_POOL_MAX": "0",
         **(extra_env or {}),

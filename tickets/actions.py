@@ -267,15 +267,6 @@ def _store_inbound_attachments(message: Message, attachments: Sequence[InboundAt
 # --------------------------------------------------------------------------- inbound
 
 
-@dataclass
-class Received:
-    ticket: Ticket | None
-    message: Message | None
-    created_ticket: bool = False
-    duplicate: bool = False
-    reopened: bool = False
-
-
 def _sender_identities(sender: Sender) -> list[tuple[str, str]]:
     """The (kind, normalized value) pairs that identify this sender, strongest first."""
     pairs = [(sender.kind, normalize_identity(sender.kind, sender.value))]
@@ -296,15 +287,43 @@ def _sender_identities(sender: Sender) -> list[tuple[str, str]]:
     return unique
 
 
-def _resolve_contact(sender: Sender) -> Contact:
-    """Find the contact by any of the sender's identities or create one; attach identities it
-    lacks. Two contacts sharing a phone or email are one person: merge them (recorded and
-    reversible). A name alone never merges anyone."""
+def _new_event(
+    verb: str,
+    *,
+    ticket: Ticket | None = None,
+    contact_id: int | None = None,
+    actor_kind: str = AuthorKind.CUSTOMER,
+    from_value: Any = None,
+    to_value: Any = None,
+    **data: Any,
+) -> TicketEvent:
+    """An unsaved event, for the hot path to insert several in one statement."""
+    return TicketEvent(
+        ticket=ticket,
+        contact_id=contact_id
+        if contact_id is not None
+        else (ticket.contact_id if ticket else None),
+        actor_kind=actor_kind,
+        verb=verb,
+        from_value=from_value,
+        to_value=to_value,
+        data=data,
+    )
+
+
+def _resolve_contact(sender: Sender, events: list[TicketEvent], language: str = "") -> Contact:
+    """The contact of this sender, locked (two messages of one person arriving at once must
+    not open two tickets): found by any of the sender's identities, or created. Identities it
+    lacks are attached. Two contacts sharing a phone or an email are one person: they are
+    merged (recorded and reversible). A name alone never merges anyone."""
     pairs = _sender_identities(sender)
     query = Q()
     for kind, value in pairs:
         query |= Q(kind=kind, value=value)
-    found = list(Identity.objects.filter(query).select_related("contact"))
+    # One query finds the identities and locks their contacts.
+    found = list(
+        Identity.objects.filter(query).select_related("contact").select_for_update(of=("contact",))
+    )
     by_pair = {(i.kind, i.value): i for i in found}
     contact_ids = {i.contact_id for i in found}
 
@@ -312,7 +331,9 @@ def _resolve_contact(sender: Sender) -> Contact:
         try:
             with transaction.atomic():
                 contact = Contact.objects.create(
-                    display_name=sender.display_name[:200], language=sender.language[:8]
+                    display_name=sender.display_name[:200],
+                    language=(language or sender.language)[:8],
+                    last_seen_at=timezone.now(),
                 )
                 Identity.objects.bulk_create(
                     [
@@ -320,27 +341,28 @@ def _resolve_contact(sender: Sender) -> Contact:
                         for k, v in pairs
                     ]
                 )
-                _event(
-                    "contact.created",
-                    contact=contact,
-                    actor_kind=AuthorKind.CUSTOMER,
-                    identities=[f"{k}:{v}" for k, v in pairs],
-                )
-                return contact
         except IntegrityError:
             # Another worker created this person a moment ago: use theirs.
-            return _resolve_contact(sender)
+            return _resolve_contact(sender, events, language)
+        events.append(
+            _new_event(
+                "contact.created", contact_id=contact.pk, identities=[f"{k}:{v}" for k, v in pairs]
+            )
+        )
+        return contact
 
     # The contact of the platform identity wins; otherwise the oldest of them.
     primary_identity = by_pair.get(pairs[0])
     if primary_identity is not None:
         contact = primary_identity.contact
     else:
-        contact = Contact.objects.filter(pk__in=contact_ids).order_by("pk")[0]
+        contact = min((i.contact for i in found), key=lambda c: c.pk)
     for other_id in sorted(contact_ids - {contact.pk}):
-        other = Contact.objects.get(pk=other_id)
+        other = next(i.contact for i in found if i.contact_id == other_id)
         shared = [f"{i.kind}:{i.value}" for i in found if i.contact_id == other_id]
         do_merge_contacts(contact, other, actor=None, reason="same " + ", ".join(shared))
+    if len(contact_ids) > 1:
+        contact.refresh_from_db()
     for kind, value in pairs:
         if (kind, value) not in by_pair:
             try:
@@ -348,48 +370,50 @@ def _resolve_contact(sender: Sender) -> Contact:
                     Identity.objects.create(
                         contact=contact, kind=kind, value=value, label=sender.display_name[:200]
                     )
-                    _event(
-                        "contact.identity_added",
-                        contact=contact,
-                        actor_kind=AuthorKind.CUSTOMER,
-                        to_value=f"{kind}:{value}",
-                    )
             except IntegrityError:
                 log.info("identity %s appeared concurrently; left with its contact", kind)
+                continue
+            events.append(
+                _new_event(
+                    "contact.identity_added", contact_id=contact.pk, to_value=f"{kind}:{value}"
+                )
+            )
     return contact
 
 
 def _conversation_ticket(contact: Contact, inbound: InboundMessage) -> Ticket | None:
     """The ticket this message continues, locked; None when a new ticket must start."""
-    candidate: Ticket | None = None
+    ticket: Ticket | None = None
+    candidate_id: int | None = None
     if inbound.ticket_ref:
-        candidate = Ticket.objects.filter(pk=inbound.ticket_ref, contact=contact).first()
-    if candidate is None and inbound.reply_to:
-        replied = (
+        candidate_id = (
+            Ticket.objects.filter(pk=inbound.ticket_ref, contact=contact)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    if candidate_id is None and inbound.reply_to:
+        candidate_id = (
             Message.objects.filter(
                 channel_id=inbound.channel_id,
                 platform_message_id__in=list(inbound.reply_to),
                 ticket__contact=contact,
             )
             .order_by("-id")
-            .only("ticket_id")
+            .values_list("ticket_id", flat=True)
             .first()
         )
-        if replied is not None:
-            candidate = Ticket.objects.filter(pk=replied.ticket_id).first()
-    if candidate is None:
-        candidate = (
-            Ticket.objects.filter(
-                contact=contact, channel_id=inbound.channel_id, thread_key=inbound.thread_key
-            )
+    if candidate_id is not None:
+        ticket = _lock_ticket(candidate_id)
+    else:
+        # The common case, one query: the latest open conversation, found and locked.
+        ticket = (
+            Ticket.objects.select_for_update(of=("self",))
+            .filter(contact=contact, channel_id=inbound.channel_id, thread_key=inbound.thread_key)
             .exclude(status=Status.CLOSED)
             .order_by("-id")
             .first()
         )
-    if candidate is None:
-        return None
-    ticket = _lock_ticket(candidate)
-    if ticket.status == Status.CLOSED:
+    if ticket is None or ticket.status == Status.CLOSED:
         return None
     if ticket.status == Status.RESOLVED and (
         ticket.resolved_at is None
@@ -399,27 +423,36 @@ def _conversation_ticket(contact: Contact, inbound: InboundMessage) -> Ticket | 
     return ticket
 
 
-def do_receive_inbound(inbound: InboundMessage) -> Received:
+@dataclass
+class Received:
+    ticket: Ticket | None
+    message: Message | None
+    created_ticket: bool = False
+    duplicate: bool = False
+    reopened: bool = False
+
+
+def do_receive_inbound(inbound: InboundMessage, *, channel: Channel | None = None) -> Received:
     """Store one normalized inbound message: contact, ticket, message, events — once.
 
     Idempotent on (channel, platform message id): a redelivery returns `duplicate=True` and
-    changes nothing. Runs in one transaction; the caller may retry on any error.
+    changes nothing (the unique constraint decides, so a race between two workers does too).
+    Runs in one transaction. `channel` saves a query when the caller has it loaded.
     """
     if not inbound.platform_message_id:
         raise InvalidInput("an inbound message needs its platform message id")
-    existing = _existing_message(inbound)
-    if existing is not None:
-        return Received(ticket=existing.ticket, message=existing, duplicate=True)
-    try:
-        channel = Channel.objects.select_related("default_team").get(pk=inbound.channel_id)
-    except Channel.DoesNotExist as exc:
-        raise NotFound(f"channel {inbound.channel_id} does not exist") from exc
+    if channel is None or channel.pk != inbound.channel_id:
+        channel = (
+            Channel.objects.select_related("default_team").filter(pk=inbound.channel_id).first()
+        )
+        if channel is None:
+            raise NotFound(f"channel {inbound.channel_id} does not exist")
     try:
         with transaction.atomic():
             return _receive(inbound, channel)
     except IntegrityError:
         existing = _existing_message(inbound)
-        if existing is not None:  # the same message, stored by a concurrent worker
+        if existing is not None:  # a redelivery, or the same message stored by another worker
             return Received(ticket=existing.ticket, message=existing, duplicate=True)
         raise
 
@@ -434,18 +467,21 @@ def _existing_message(inbound: InboundMessage) -> Message | None:
     )
 
 
+# A follow-up from someone seen this recently does not rewrite the contact row.
+LAST_SEEN_RESOLUTION = timedelta(minutes=5)
+
+
 def _receive(inbound: InboundMessage, channel: Channel) -> Received:
     now = timezone.now()
-    contact = _resolve_contact(inbound.sender)
-    # Serialize messages of one person: two arriving at once must not open two tickets.
-    contact = Contact.objects.select_for_update().get(pk=contact.pk)
-
+    events: list[TicketEvent] = []
     text = inbound.text.replace("\x00", "")
-    sender_address = normalize_identity(inbound.sender.kind, inbound.sender.value)
     detected = detect_language(text) if text else None
+    contact = _resolve_contact(inbound.sender, events, detected or "")
+    sender_address = normalize_identity(inbound.sender.kind, inbound.sender.value)
     ticket = _conversation_ticket(contact, inbound)
     created = reopened = False
     changed: set[str] = set()
+    preview = _preview(text, inbound.kind)
 
     if ticket is None:
         created = True
@@ -463,16 +499,19 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
             ),
             status=Status.NEW,
             language=language,
-            team=channel.default_team,
+            team_id=channel.default_team_id,
             topic=classify_topic(f"{inbound.subject}\n{text}"),
             is_public=inbound.is_public,
             created_at=now,
+            updated_at=now,
             waiting_since=now,
             last_message_at=now,
+            preview=preview,
+            message_count=1,
         )
         _score(ticket, contact, inbound, text)
         sla.apply_due_times(ticket, since=now)
-        ticket.save()
+        ticket.save(force_insert=True)
     else:
         if ticket.status == Status.RESOLVED:
             reopened = True
@@ -497,7 +536,10 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
                 changed.add("topic")
         changed |= _score(ticket, contact, inbound, text)
         sla.refresh_next_due(ticket)
-        changed.add("sla_due_at")
+        ticket.last_message_at = now
+        ticket.preview = preview
+        ticket.message_count += 1
+        _save(ticket, changed | {"sla_due_at", "last_message_at", "preview", "message_count"})
 
     message = Message.objects.create(
         ticket=ticket,
@@ -505,7 +547,7 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
         author_kind=AuthorKind.CUSTOMER,
         kind=inbound.kind[:16],
         text=text,
-        html=sanitize_html(inbound.html),
+        html=sanitize_html(inbound.html) if inbound.html else "",
         # Who wrote, as the platform addresses them: replies on this ticket go back there.
         payload={**inbound.payload, "from": sender_address},
         channel=channel,
@@ -516,61 +558,55 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
     )
     if inbound.attachments:
         _store_inbound_attachments(message, inbound.attachments)
-        if message.payload:
+        if message.payload.get("rejected_attachments"):
             message.save(update_fields=["payload"])
 
-    ticket.last_message_at = now
-    ticket.preview = _preview(text, inbound.kind)
-    ticket.message_count += 1
-    changed |= {"last_message_at", "preview", "message_count"}
-    if created:
-        ticket.save(update_fields=["last_message_at", "preview", "message_count"])
-    else:
-        _save(ticket, changed)
-
-    contact_fields = ["last_seen_at", "updated_at"]
-    contact.last_seen_at = now
-    contact.updated_at = now
-    claims = _claims(inbound.sender)
-    if claims and contact.attributes.get("claimed") != claims:
-        contact.attributes = {**contact.attributes, "claimed": claims}
-        contact_fields.append("attributes")
-    if not contact.display_name and inbound.sender.display_name:
-        contact.display_name = inbound.sender.display_name[:200]
-        contact_fields.append("display_name")
-    if not contact.language and (ticket.language or detected):
-        contact.language = ticket.language or detected or ""
-        contact_fields.append("language")
-    contact.save(update_fields=contact_fields)
+    _touch_contact(contact, inbound, ticket.language or detected or "", now)
 
     if created:
-        _event(
-            "ticket.created",
-            ticket=ticket,
-            actor_kind=AuthorKind.CUSTOMER,
-            to_value=ticket.status,
-            channel=channel.kind,
-            priority=ticket.priority_name,
+        events.append(
+            _new_event(
+                "ticket.created",
+                ticket=ticket,
+                to_value=ticket.status,
+                channel=channel.kind,
+                priority=ticket.priority_name,
+            )
         )
     if reopened:
-        _event(
-            "ticket.reopened",
-            ticket=ticket,
-            actor_kind=AuthorKind.CUSTOMER,
-            from_value=Status.RESOLVED,
-            to_value=Status.OPEN,
+        events.append(
+            _new_event(
+                "ticket.reopened", ticket=ticket, from_value=Status.RESOLVED, to_value=Status.OPEN
+            )
         )
-    _event(
-        "message.received",
-        ticket=ticket,
-        actor_kind=AuthorKind.CUSTOMER,
-        message=message.pk,
-        channel=channel.kind,
+    events.append(
+        _new_event("message.received", ticket=ticket, message=message.pk, channel=channel.kind)
     )
+    TicketEvent.objects.bulk_create(events)
 
     _publish_ticket("create" if created else "update", ticket)
     _publish_message(ticket, message)
     return Received(ticket=ticket, message=message, created_ticket=created, reopened=reopened)
+
+
+def _touch_contact(contact: Contact, inbound: InboundMessage, language: str, now: datetime) -> None:
+    """Update the contact only when something about them changed (or they were last seen a
+    while ago): most messages are follow-ups that change nothing."""
+    fields: list[str] = []
+    claims = _claims(inbound.sender)
+    if claims and contact.attributes.get("claimed") != claims:
+        contact.attributes = {**contact.attributes, "claimed": claims}
+        fields.append("attributes")
+    if not contact.display_name and inbound.sender.display_name:
+        contact.display_name = inbound.sender.display_name[:200]
+        fields.append("display_name")
+    if not contact.language and language:
+        contact.language = language
+        fields.append("language")
+    if fields or contact.last_seen_at is None or now - contact.last_seen_at > LAST_SEEN_RESOLUTION:
+        contact.last_seen_at = now
+        contact.updated_at = now
+        contact.save(update_fields=[*fields, "last_seen_at", "updated_at"])
 
 
 def _claims(sender: Sender) -> dict[str, str]:

@@ -111,4 +111,4 @@ def test_it_carries_a_telegram_message_to_a_ticket_and_the_reply_back(
     assert json.loads(sent.body)["chat_id"] == "402871551"
     assert json.loads(sent.body)["text"].startswith("Бригада уже выехала")
     assert Message.objects.get(pk=reply.pk).platform_message_id == "402871551:4242"
-    assert "process_inbound_event" in worker.log and "send_delivery" in worker.log
+    assert "process_pending_events" in worker.log and "send_delivery" in worker.log

@@ -216,4 +216,4 @@ def test_it_chats_from_a_real_browser_through_the_worker(uvicorn: str, worker: A
         in_thread(lambda: InboundEvent.objects.filter(channel=channel, status="processed").count())
         == 2
     )
-    assert "process_inbound_event" in worker.log and "send_delivery" in worker.log
+    assert "process_pending_events" in worker.log and "send_delivery" in worker.log

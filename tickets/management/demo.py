@@ -1445,8 +1445,10 @@ class Demo:
             .order_by("id")
             .values_list("id", "ticket_id", "direction", "is_internal", "author_kind")
         )
-        event_step = self.steps_of(TicketEvent, [row[0] for row in events])
         message_step = self.steps_of(Message, [row[0] for row in messages])
+        event_step = self.event_steps(
+            events, dict(zip((m[0] for m in messages), message_step, strict=True))
+        )
         tickets = {
             t.pk: t for t in Ticket.objects.filter(id__gt=self.watermarks["ticket"]).order_by("id")
         }
@@ -1475,6 +1477,28 @@ class Demo:
         for pk in pks:
             steps.append(known.get(pk, steps[-1] if steps else 0))
         return steps
+
+    def event_steps(self, events: list[tuple[Any, ...]], message_step: dict[int, int]) -> list[int]:
+        """The step of each event. Receiving a message inserts its events in one statement
+        (no post_save): they end with "message.received", whose message (saved one by one)
+        knows its step; the events of the same insert just before it share that step."""
+        known = self.step_of[TicketEvent]
+        steps: list[int | None] = []
+        for row in events:
+            pk, verb, data = row[0], row[3], row[6] or {}
+            step = known.get(pk)
+            if step is None and verb == "message.received" and data.get("message") in message_step:
+                step = message_step[data["message"]]
+                # Unannounced events right before it came from the same receive.
+                back = len(steps) - 1
+                while back >= 0 and steps[back] is None:
+                    steps[back] = step
+                    back -= 1
+            steps.append(step)
+        resolved: list[int] = []
+        for step in steps:
+            resolved.append(step if step is not None else (resolved[-1] if resolved else 0))
+        return resolved
 
     def step_time(self, step: int) -> datetime:
         s = self.steps[step]

@@ -128,14 +128,9 @@ class Command(BaseCommand):
             enqueue(event_id)
             counts["enqueued"] += 1
             return
-        try:
-            outcome = processing.process_event(event_id)
-        except Exception as exc:  # left pending: the sweeper retries it later
-            processing.record_event_error(event_id, f"{type(exc).__name__}: {exc}", give_up=False)
-            counts["failed"] += 1
-            errors.append(f"{platform_id}: {type(exc).__name__}: {exc}")
-            return
-        if outcome.status == "failed":
+        # An unexpected error leaves the event pending with a backoff: the sweeper retries it.
+        outcome = processing.process_event(event_id)
+        if outcome.status in ("failed", "retry"):
             counts["failed"] += 1
             error = InboundEvent.objects.filter(pk=event_id).values_list("error", flat=True)
             errors.append(f"{platform_id}: {error.first() or 'failed'}")

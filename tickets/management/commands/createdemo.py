@@ -26,7 +26,9 @@ def keep_in_outbox(delivery_id: int) -> None:
     through a platform (their credentials are fake); `Demo.backdate` marks them sent."""
 
 
-def reply_always_possible(channel_id: int, last_customer_message_at: datetime | None) -> None:
+def reply_always_possible(
+    channel_id: int, last_customer_message_at: datetime | None, **context: Any
+) -> None:
     """The reply check while seeding: the demo's replies were written when they could be
     sent (the edge may have no adapter for a kind yet, and nothing is sent anyway)."""
 
