@@ -81,6 +81,10 @@ class Team(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
     description = models.TextField(blank=True)
+    # The hours this team's SLA clocks run in; None: around the clock.
+    business_hours = models.ForeignKey(
+        "BusinessHours", null=True, blank=True, on_delete=models.SET_NULL, related_name="teams"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -88,6 +92,34 @@ class Team(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BusinessHours(models.Model):
+    """A weekly schedule in a time zone, with holidays: when SLA clocks run."""
+
+    name = models.CharField(max_length=100, unique=True)
+    timezone = models.CharField(max_length=64, default="Europe/Vilnius")
+    # {"mon": [["08:00", "17:00"]], "tue": [...], ..., "sun": []}; several ranges per day allowed.
+    week = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name_plural = "business hours"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Holiday(models.Model):
+    calendar = models.ForeignKey(BusinessHours, on_delete=models.CASCADE, related_name="holidays")
+    date = models.DateField()
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["calendar", "date"], name="holiday_unique")]
+        ordering = ["date"]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.name}"
 
 
 class Skill(models.Model):
@@ -117,7 +149,15 @@ class Agent(models.Model):
     presence = models.CharField(max_length=8, choices=Presence.choices, default=Presence.OFFLINE)
     presence_changed_at = models.DateTimeField(default=timezone.now)
     last_assigned_at = models.DateTimeField(null=True, blank=True)
+    # Set by the agent's live socket; an agent whose sockets have been gone longer than the
+    # grace period is offline.
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     auto_assign = models.BooleanField(default=True)
+    # Rolling figures for routing, recomputed from TicketEvents and ratings by a periodic job.
+    avg_first_response_seconds = models.FloatField(null=True, blank=True)
+    csat_score = models.FloatField(null=True, blank=True)  # Bayesian-smoothed, 1..5
+    csat_count = models.PositiveIntegerField(default=0)
+    stats_updated_at = models.DateTimeField(null=True, blank=True)
     signature = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -269,6 +309,11 @@ class Ticket(models.Model):
     )
     required_skills = models.ManyToManyField(Skill, blank=True, related_name="+")
     is_public = models.BooleanField(default=False)  # a public post rather than a private message
+    # Negativity of the customer's words (0 = none); routing sends negative tickets to the
+    # best-rated agents.
+    sentiment = models.SmallIntegerField(default=0)
+    # How far SLA escalation has gone: 0 none, 1 at risk handled, 2 breach handled.
+    escalation_level = models.PositiveSmallIntegerField(default=0)
     first_response_due = models.DateTimeField(null=True, blank=True)
     resolution_due = models.DateTimeField(null=True, blank=True)
     # The next SLA deadline that matters: first response until answered, then resolution.
@@ -412,6 +457,8 @@ class Attachment(models.Model):
     size = models.BigIntegerField(default=0)
     # Where the worker fetches the file from when the platform only sent a reference.
     source_url = models.CharField(max_length=1000, blank=True)
+    fetch_attempts = models.PositiveSmallIntegerField(default=0)
+    fetch_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -541,3 +588,120 @@ class TicketEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValueError("TicketEvent rows are append-only")
+
+
+class PresenceLog(models.Model):
+    """Every presence change, login and logout of an agent, with its time (reports: statuses
+    by hour, operator events)."""
+
+    class Reason(models.TextChoices):
+        LOGIN = "login", "Logged in"
+        LOGOUT = "logout", "Logged out"
+        MANUAL = "manual", "Set by the agent"
+        IDLE = "idle", "Idle"
+        ACTIVE = "active", "Active again"
+        DISCONNECTED = "disconnected", "Connection lost"
+        SUPERVISOR = "supervisor", "Set by a supervisor"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="presence_log")
+    status = models.CharField(max_length=8, choices=Presence.choices)
+    previous = models.CharField(max_length=8, choices=Presence.choices, blank=True)
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["agent", "at"], name="presence_agent_time_idx"),
+            models.Index(fields=["at"], name="presence_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} {self.status} ({self.reason})"
+
+
+class SlaPolicy(models.Model):
+    """First-response and resolution targets. The first active policy (by position) whose
+    conditions match a ticket applies; the settings' defaults apply when none does."""
+
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    priority = models.SmallIntegerField(
+        choices=Priority.choices, null=True, blank=True
+    )  # None: any
+    channel_kind = models.CharField(max_length=10, blank=True)  # "": any channel
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE)  # None: any
+    first_response_minutes = models.PositiveIntegerField()
+    resolution_minutes = models.PositiveIntegerField()
+    # Count only the team's business hours (and skip its holidays).
+    business_hours_only = models.BooleanField(default=False)
+    # {"at_risk_minutes": 15, "on_at_risk": ["notify_supervisor"],
+    #  "on_breach": ["notify_supervisor", "raise_priority", "reassign"]}
+    escalation = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name_plural = "SLA policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoutingRule(models.Model):
+    """An ordered rule: when every condition holds, its actions apply (set team, required
+    skills, priority change, tag, assign to an agent). See tickets.routing for the format."""
+
+    name = models.CharField(max_length=120)
+    position = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    conditions = models.JSONField(default=dict, blank=True)
+    actions = models.JSONField(default=dict, blank=True)
+    # Stop evaluating later rules when this one matched.
+    stop = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScoringConfig(models.Model):
+    """The priority dictionary and weights (urgency phrases per language, safety groups,
+    negativity, tiers, influence, levels) and the topic keywords. Versions are immutable: an
+    edit saves a new version; the newest applies."""
+
+    version = models.PositiveIntegerField(unique=True)
+    data = models.JSONField()
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"scoring v{self.version}"
+
+
+class SatisfactionRating(models.Model):
+    """A customer's rating of how a ticket was handled (1..5)."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="ratings")
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="ratings"
+    )
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["agent", "created_at"], name="rating_agent_time_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=1, score__lte=5), name="rating_score_1_5")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.score} for ticket {self.ticket_id}"
