@@ -13,9 +13,12 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_WORKERS ?= 2
 
 $(VENV)/.installed: pyproject.toml requirements.lock
+	@mkdir -p var
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@echo "Installing dependencies into $(VENV) (log: var/install.log) ..."
+	@{ $(PY) -m pip install --disable-pip-version-check --upgrade "pip>=24" && \
+	   $(PY) -m pip install --disable-pip-version-check -c requirements.lock -e ".[dev]"; \
+	 } > var/install.log 2>&1 || { tail -n 40 var/install.log; exit 1; }
 	@touch $@
 
 .PHONY: help
@@ -27,13 +30,13 @@ install: $(VENV)/.installed ## Create the virtualenv and install pinned dependen
 
 .PHONY: run
 run: install ## Run the product on the embedded default (SQLite, in-process tasks) with demo data
-	@mkdir -p var
+	@mkdir -p var/static var/media
 	@$(PY) manage.py migrate --noinput -v 0
 	@$(PY) manage.py createdemo --if-empty
 	@echo ""
 	@echo "  Helpdesk running at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs/)"
 	@echo ""
-	@exec $(VENV)/bin/uvicorn helpdesk.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+	@exec $(VENV)/bin/uvicorn helpdesk.asgi:application --host $(HOST) --port $(PORT) --no-access-log --lifespan off
 
 .PHONY: test
 test: install ## Run the whole test suite against PostgreSQL and Redis on loopback

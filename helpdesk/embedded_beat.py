@@ -29,6 +29,8 @@ def start() -> None:
 def _loop() -> None:
     from helpdesk.celery import app
 
+    # A worker imports every app's tasks at start; this process is not a worker.
+    app.loader.import_default_modules()
     schedule = {
         name: entry
         for name, entry in settings.CELERY_BEAT_SCHEDULE.items()

@@ -133,6 +133,9 @@ else:
             }
             DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# SQLite cannot enforce "unique, NULLs equal" (canned responses per team or for all teams); the
+# embedded demo lives with that, PostgreSQL enforces it.
+SILENCED_SYSTEM_CHECKS = ["models.W047"] if EMBEDDED else []
 
 # --- Redis, Celery, Channels ------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", "")

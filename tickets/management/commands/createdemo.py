@@ -61,7 +61,9 @@ class Command(BaseCommand):
             raise CommandError("--tickets must be zero or more")
         if Agent.objects.exists():
             if options["if_empty"]:
-                self.stdout.write("Demo data not created: the database already has agents.")
+                self.stdout.write("Demo data already there (the database has agents).")
+                if Agent.objects.filter(user__username="alice").exists():
+                    self.logins()
                 return
             raise CommandError(
                 "The database already has agents; createdemo fills an empty database. "
@@ -106,6 +108,9 @@ class Command(BaseCommand):
                 f"{key or '?'} {value}" for key, value in sorted(summary[name].items())
             )
             self.stdout.write(f"  {name + ':':<10}{counts}")
+        self.logins()
+
+    def logins(self) -> None:
         self.stdout.write("")
         self.stdout.write(f"  Logins (password for everyone: {DEMO_PASSWORD})")
         self.stdout.write(f"  {'user':<8}{'role':<20}{'languages':<12}teams")
