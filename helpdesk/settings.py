@@ -323,5 +323,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
+        # One line per task is a worker's log; in the embedded process it drowns the console.
+        "celery.app.trace": {"level": "WARNING" if EMBEDDED else "INFO"},
     },
 }
