@@ -7,10 +7,14 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from .models import Channel
+from tickets.errors import ActionError
+
+from .models import Channel, InboundEvent
 
 # What each platform calls its secrets (DESIGN.md, "Channels and how each proves who is
 # calling"); shown as a hint next to the replacement field.
@@ -126,3 +130,76 @@ class ChannelAdmin(admin.ModelAdmin):
         if form is not None and form.is_bound and "replace_credentials" in form.data:
             form.data["replace_credentials"] = ""
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(admin.ModelAdmin):
+    """The raw inbound store, read-only: a record of what the platforms sent. The replay
+    action processes events again (idempotent; the supervisors' page /ops/events/ does the
+    same one at a time)."""
+
+    list_display = ("id", "channel", "platform_id", "status", "attempts", "received_at", "error")
+    list_filter = ("status", "channel__kind")
+    search_fields = ("=id", "platform_id")
+    list_select_related = ("channel",)
+    show_full_result_count = False
+    actions = ("replay",)
+    fields = (
+        "channel",
+        "platform_id",
+        "status",
+        "attempts",
+        "error",
+        "result",
+        "meta",
+        "received_at",
+        "next_attempt_at",
+        "claimed_at",
+        "processed_at",
+        "body_text",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InboundEvent]:
+        # Bodies can be megabytes: the list never loads them; one event's page loads its own.
+        return super().get_queryset(request).defer("body")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        agent = getattr(request.user, "agent", None)
+        return request.user.is_superuser or (agent is not None and agent.is_supervisor)
+
+    @admin.display(description="Body")
+    def body_text(self, obj: InboundEvent) -> str:
+        from .ops import raw_body  # imported late: ops pulls in the processing machinery
+
+        raw = raw_body(obj)
+        note = f"\n… ({raw.size} bytes in all)" if raw.truncated else ""
+        # format_html escapes the body: a customer's markup is shown, never rendered.
+        return format_html('<pre style="white-space: pre-wrap">{}{}</pre>', raw.text, note)
+
+    @admin.action(description="Replay the selected events", permissions=["replay"])
+    def replay(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:
+        from .ops import replay_event  # imported late, as above
+
+        agent = getattr(request.user, "agent", None)
+        done, refused = 0, []
+        for event_id in queryset.values_list("id", flat=True)[:500]:
+            try:
+                replay_event(event_id, agent)
+            except ActionError as exc:
+                refused.append(exc.message)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done} event(s) handed to the workers again.")
+        for message in refused[:5]:
+            self.message_user(request, message, level=messages.WARNING)

@@ -24,6 +24,7 @@ __all__ = [
     "Adapter",
     "Button",
     "Edit",
+    "FetchError",
     "Ignored",
     "InboundAttachment",
     "InboundMessage",
@@ -59,6 +60,16 @@ class SendError(Exception):
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+
+
+class FetchError(Exception):
+    """Downloading a customer's media failed. `permanent` errors (gone, refused, too large,
+    an address we never fetch) are recorded on the message at once; the rest are retried with
+    backoff. The message is shown to agents: never put a secret or a tokenized URL in it."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -192,3 +203,16 @@ class Adapter:
         """The headers a genuine delivery of `body` to `url` carries (for `simulate` and
         tests: requests signed exactly as the platform signs them)."""
         return {}
+
+    def fetch_media(self, channel: Channel, source_url: str) -> tuple[bytes, str, str | None]:
+        """Download what an attachment's `source_url` refers to: (content, content type,
+        file name or None). Called by the worker, never in the webhook; raise FetchError.
+
+        Default: a plain GET of an http(s) URL (Messenger and Instagram CDN links, Viber,
+        VK), streamed with a hard size cap, redirects checked hop by hop, and never to a
+        private address unless it is a configured platform base URL (channels_in.media).
+        Override when the platform needs a lookup or credentials (Telegram getFile, WhatsApp
+        media ids, Twilio basic auth, X OAuth)."""
+        from .media import download  # imported late: media needs the HTTP client
+
+        return download(source_url)

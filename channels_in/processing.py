@@ -178,6 +178,12 @@ def apply_item(channel: Channel, item: object) -> str:
         ):
             return "mention_not_ticketed"
         received = actions.do_receive_inbound(item, channel=channel)
+        # A new or reopened ticket without an agent is routed here, on the worker.
+        actions.route_after_receive(received)
+        if item.attachments and not received.duplicate and received.message is not None:
+            from .tasks import enqueue_attachment_fetches  # late: tasks imports this module
+
+            enqueue_attachment_fetches(received.message.pk)
         return "duplicate" if received.duplicate else "message"
     if isinstance(item, StatusUpdate):
         updated = actions.do_update_delivery_status(

@@ -76,3 +76,186 @@ def sweep_deliveries(stuck_after_seconds: int = 300) -> int:
     for delivery_id in ids:
         send_delivery.delay(delivery_id)
     return len(ids)
+
+
+# =========================================================================== attachments
+#
+# Media the platforms only referenced are fetched here, never in the webhook: one task per
+# attachment, enqueued when its message is stored; transient errors retried with backoff (a
+# countdown task, and the sweeper for whatever a dead worker or a lost task left); permanent
+# errors recorded on the message by tickets.actions.do_fail_attachment.
+# (Imported here rather than at the top, which other sections share.)
+
+from dataclasses import dataclass  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+import httpx  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.db import transaction  # noqa: E402
+
+from tickets import actions  # noqa: E402
+from tickets.models import Attachment  # noqa: E402
+
+from .base import FetchError  # noqa: E402
+from .media import fetch_seconds, human_size  # noqa: E402
+from .registry import adapter_for  # noqa: E402
+
+# The sweeper looks this far back; anything older has long used up its attempts.
+FETCH_SWEEP_WINDOW = timedelta(days=1)
+# The countdown task normally retries first; the sweeper waits this much longer.
+FETCH_SWEEP_GRACE = timedelta(minutes=2)
+FETCH_SWEEP_LIMIT = 500
+
+
+@dataclass
+class FetchResult:
+    status: str  # stored, retry, failed, skipped
+    retry_in: timedelta | None = None
+
+
+def needs_fetch(attachment: Attachment) -> bool:
+    return (
+        not attachment.file
+        and bool(attachment.source_url)
+        # Email parts arrive with their bytes; "cid:" only names the part.
+        and not attachment.source_url.startswith("cid:")
+        and not actions.attachment_given_up(attachment)
+    )
+
+
+def enqueue_attachment_fetches(message_id: int) -> None:
+    """After the message's transaction commits, one fetch task per attachment it references
+    but does not carry (called by processing.apply_item for a new inbound message)."""
+
+    def enqueue() -> None:
+        candidates = Attachment.objects.filter(message_id=message_id, file="").exclude(
+            source_url=""
+        )
+        for attachment in candidates:
+            if needs_fetch(attachment):
+                try:
+                    fetch_attachment.delay(attachment.pk)
+                except Exception:
+                    # Committed and still unfetched: the sweeper finds it.
+                    log.exception("attachment %s not enqueued; the sweeper will", attachment.pk)
+
+    transaction.on_commit(enqueue, robust=True)
+
+
+def fetch_attachment_now(attachment_id: int) -> FetchResult:
+    """Fetch one attachment through its channel's adapter and store it (or record why not).
+    Idempotent: a stored, given-up or currently leased attachment is skipped."""
+    attachment = (
+        Attachment.objects.select_related("message__channel").filter(pk=attachment_id).first()
+    )
+    if attachment is None or not needs_fetch(attachment):
+        return FetchResult("skipped")
+    lease = f"attachment-fetch:{attachment_id}"
+    try:
+        leased = cache.add(lease, 1, timeout=int(fetch_seconds()) + 60)
+    except Exception:
+        leased = True  # no cache: the row lock in the action still stores one file only
+    if not leased:
+        return FetchResult("skipped")  # another worker is downloading it right now
+    try:
+        return _fetch(attachment)
+    finally:
+        try:
+            cache.delete(lease)
+        except Exception:
+            log.debug("lease %s not released; it expires", lease, exc_info=True)
+
+
+def _fetch(attachment: Attachment) -> FetchResult:
+    channel = attachment.message.channel
+    adapter = adapter_for(channel.kind) if channel is not None else None
+    if channel is None or adapter is None:
+        return _fetch_failed(attachment, "no adapter can fetch media on this channel", True)
+    try:
+        content, content_type, filename = adapter.fetch_media(channel, attachment.source_url)
+    except FetchError as exc:
+        return _fetch_failed(attachment, str(exc), exc.permanent)
+    except httpx.HTTPError as exc:
+        # An adapter's own API call let a transport error through: the URL stays out of it.
+        return _fetch_failed(attachment, f"{type(exc).__name__} talking to the platform", False)
+    limit = settings.HELPDESK_MAX_ATTACHMENT_BYTES
+    if len(content) > limit:
+        too_big = f"the file is {human_size(len(content))}; the limit is {human_size(limit)}"
+        return _fetch_failed(attachment, too_big, True)
+    actions.do_store_attachment_file(attachment.pk, content, content_type, filename)
+    return FetchResult("stored")
+
+
+def _fetch_failed(attachment: Attachment, error: str, permanent: bool) -> FetchResult:
+    attempt = attachment.fetch_attempts + 1
+    if permanent or attempt >= actions.ATTACHMENT_FETCH_MAX_ATTEMPTS:
+        reason = error if permanent else f"{error} (gave up after {attempt} attempts)"
+        actions.do_fail_attachment(attachment.pk, reason)
+        log.warning("attachment %s not downloaded: %s", attachment.pk, reason)
+        return FetchResult("failed")
+    actions.do_record_attachment_fetch_attempt(attachment.pk, error)
+    return FetchResult("retry", processing.backoff(attempt))
+
+
+def fetch_due_at(created_at: datetime, attempts: int) -> datetime:
+    """The earliest the next attempt is due. Attachments have no next-attempt column, but
+    every retry waits backoff(n) after attempt n, so this lower bound follows from the
+    creation time and the count alone."""
+    return created_at + sum((processing.backoff(n) for n in range(1, attempts + 1)), timedelta())
+
+
+def due_attachment_ids(now: datetime | None = None) -> list[int]:
+    """Attachments still to fetch whose retry is due (plus grace), within the sweep window."""
+    now = now or timezone.now()
+    cutoff = now - FETCH_SWEEP_WINDOW
+    # Ids grow with time: the newest attachment older than the window bounds the scan to
+    # the last day's rows (there is no index for unfetched attachments).
+    boundary = (
+        Attachment.objects.filter(created_at__lt=cutoff)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    rows = (
+        Attachment.objects.filter(
+            pk__gt=boundary or 0,
+            created_at__gte=cutoff,
+            file="",
+            fetch_attempts__lt=actions.ATTACHMENT_FETCH_MAX_ATTEMPTS,
+        )
+        .exclude(source_url="")
+        .exclude(source_url__startswith="cid:")
+        .order_by("pk")
+        .values_list("pk", "created_at", "fetch_attempts")[: FETCH_SWEEP_LIMIT * 4]
+    )
+    due = [
+        pk
+        for pk, created_at, attempts in rows
+        if fetch_due_at(created_at, attempts) + FETCH_SWEEP_GRACE <= now
+    ]
+    return due[:FETCH_SWEEP_LIMIT]
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def fetch_attachment(attachment_id: int) -> str:
+    """Download one attachment's media and store it on its message (idempotent)."""
+    result = fetch_attachment_now(attachment_id)
+    # Eagerly (the embedded default) a countdown would run at once, in this call: there the
+    # sweeper retries instead.
+    if (
+        result.status == "retry"
+        and result.retry_in is not None
+        and not fetch_attachment.app.conf.task_always_eager
+    ):
+        fetch_attachment.apply_async((attachment_id,), countdown=result.retry_in.total_seconds())
+    return result.status
+
+
+@shared_task(ignore_result=True)
+def sweep_attachments() -> int:
+    """Fetch attachments whose retry is due, or whose task was lost (a dead worker, a broker
+    outage when the message was stored)."""
+    ids = due_attachment_ids()
+    for attachment_id in ids:
+        fetch_attachment.delay(attachment_id)
+    return len(ids)

@@ -12,12 +12,15 @@ from typing import Any
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
-from django.urls import re_path
+from django.urls import path, re_path
 
 from channels_in.widget.routing import websocket_urlpatterns as widget_websocket_urlpatterns
+from tickets.consumers import AgentConsumer
 
 public_websocket_urlpatterns: list[Any] = [*widget_websocket_urlpatterns]
-staff_websocket_urlpatterns: list[Any] = []
+staff_websocket_urlpatterns: list[Any] = [
+    path("ws/agent/", AgentConsumer.as_asgi(), name="agent-socket"),
+]
 
 # Both, without the middleware (tests route consumers directly through this).
 websocket_urlpatterns: list[Any] = [*public_websocket_urlpatterns, *staff_websocket_urlpatterns]

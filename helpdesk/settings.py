@@ -163,6 +163,38 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "channels_in.tasks.sweep_deliveries",
         "schedule": timedelta(seconds=30),
     },
+    "escalate-sla": {
+        "task": "tickets.tasks.escalate_sla",
+        "schedule": timedelta(minutes=1),
+    },
+    "age-waiting-tickets": {
+        "task": "tickets.priority.age_waiting_tickets",
+        "schedule": timedelta(seconds=60),
+    },
+    "sweep-attachments": {
+        "task": "channels_in.tasks.sweep_attachments",
+        "schedule": timedelta(seconds=60),
+    },
+    "sweep-presence": {
+        "task": "tickets.presence.sweep_presence",
+        "schedule": timedelta(seconds=30),
+    },
+    "route-waiting-tickets": {
+        "task": "tickets.tasks.route_waiting_tickets",
+        "schedule": timedelta(seconds=30),
+    },
+    "reroute-stale-tickets": {
+        "task": "tickets.tasks.reroute_stale_tickets",
+        "schedule": timedelta(minutes=1),
+    },
+    "reconcile-open-counts": {
+        "task": "tickets.tasks.reconcile_open_counts",
+        "schedule": timedelta(minutes=10),
+    },
+    "recompute-agent-stats": {
+        "task": "tickets.tasks.recompute_agent_stats",
+        "schedule": timedelta(minutes=15),
+    },
     "poll-imap-channels": {
         "task": "channels_in.email.tasks.poll_imap_channels",
         "schedule": timedelta(seconds=60),
@@ -199,6 +231,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["tickets.auth.AgentBackend"]
+# Sessions read from the cache (Redis in production), written through to the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "queue"
 LOGOUT_REDIRECT_URL = "login"
@@ -248,6 +283,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for the priority levels, wherever an endpoint takes or returns them.
+    "ENUM_NAME_OVERRIDES": {"PriorityEnum": ["low", "normal", "high", "urgent"]},
     # Swagger UI from our own static files: agents' networks may not reach a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -265,6 +302,32 @@ HELPDESK_REOPEN_WINDOW = timedelta(hours=env_int("HELPDESK_REOPEN_WINDOW_HOURS",
 HELPDESK_MAX_ATTACHMENT_BYTES = env_int("HELPDESK_MAX_ATTACHMENT_MB", 25) * 1024 * 1024
 HELPDESK_MAX_ATTACHMENTS_PER_MESSAGE = env_int("HELPDESK_MAX_ATTACHMENTS_PER_MESSAGE", 10)
 HELPDESK_MAX_MESSAGE_CHARS = env_int("HELPDESK_MAX_MESSAGE_CHARS", 20000)
+# Live pages and presence: an agent whose sockets have been gone this long is offline; the
+# browser pings every HEARTBEAT seconds (written at most every HEARTBEAT_WRITE); idle for
+# IDLE seconds is "away"; viewing/typing marks expire; ticket events are coalesced per socket.
+HELPDESK_PRESENCE_GRACE_SECONDS = env_int("PRESENCE_GRACE_SECONDS", 120)
+HELPDESK_HEARTBEAT_SECONDS = env_int("HEARTBEAT_SECONDS", 25)
+HELPDESK_HEARTBEAT_WRITE_SECONDS = env_int("HEARTBEAT_WRITE_SECONDS", 30)
+HELPDESK_IDLE_SECONDS = env_int("IDLE_SECONDS", 600)
+HELPDESK_VIEWING_TTL_SECONDS = env_int("VIEWING_TTL_SECONDS", 60)
+HELPDESK_TYPING_TTL_SECONDS = env_int("TYPING_TTL_SECONDS", 6)
+HELPDESK_LIVE_COALESCE_MS = env_int("LIVE_COALESCE_MS", 100)
+# Scoring: how often a process looks for a newer scoring dictionary (one cache read).
+HELPDESK_SCORING_CHECK_SECONDS = env_int("HELPDESK_SCORING_CHECK_SECONDS", 5)
+# Language detection: lingua's low-accuracy mode takes ~45 MB instead of ~450 MB per process.
+HELPDESK_LANGUAGE_LOW_ACCURACY = env_bool("HELPDESK_LANGUAGE_LOW_ACCURACY", False)
+# A conversation changes language only on a confident message at least this many letters long.
+HELPDESK_LANGUAGE_SWITCH_LETTERS = env_int("HELPDESK_LANGUAGE_SWITCH_LETTERS", 20)
+# Routing: an assigned ticket whose agent has not answered within this many minutes (or who
+# went offline) goes back through routing; ranking weights; CSAT smoothing.
+HELPDESK_REROUTE_AFTER_MINUTES = env_int("REROUTE_AFTER_MINUTES", 10)
+HELPDESK_ROUTING_RULES_TTL = env_int("ROUTING_RULES_TTL", 5)
+HELPDESK_ROUTING_WEIGHTS = {"capacity": 0.5, "speed": 0.25, "csat": 0.25}
+HELPDESK_ROUTING_FRT_CAP_SECONDS = 1800
+HELPDESK_NEGATIVE_SENTIMENT = 1
+HELPDESK_FRT_WINDOW_DAYS = 7
+HELPDESK_CSAT_WINDOW_DAYS = 90
+HELPDESK_CSAT_PRIOR_WEIGHT = 5
 # Default service targets (first response, resolution) per priority level, in minutes.
 # Policies per team and channel with business hours refine these.
 HELPDESK_SLA_MINUTES = {
@@ -288,6 +351,19 @@ HELPDESK_PLATFORM_URLS = {
     "sms": env("TWILIO_API_BASE", "https://api.twilio.com/2010-04-01"),
 }
 HELPDESK_PLATFORM_TIMEOUT = float(env("HELPDESK_PLATFORM_TIMEOUT", "10"))
+# The longest one media download (a customer's photo or voice note) may take.
+HELPDESK_MEDIA_FETCH_SECONDS = float(env("HELPDESK_MEDIA_FETCH_SECONDS", "120"))
+# SLA: the escalation applied when a policy says nothing; whether pending pauses the clock;
+# how often processes look for changed policies and calendars; candidates per run.
+HELPDESK_SLA_ESCALATION = {
+    "at_risk_minutes": env_int("SLA_AT_RISK_MINUTES", 15),
+    "on_at_risk": ["notify_supervisor"],
+    "on_breach": ["notify_supervisor"],
+}
+HELPDESK_SLA_PAUSE_PENDING = env_bool("SLA_PAUSE_PENDING", True)
+HELPDESK_SLA_CACHE_SECONDS = env_int("SLA_CACHE_SECONDS", 5)
+HELPDESK_SLA_ESCALATION_BATCH = env_int("SLA_ESCALATION_BATCH", 1000)
+HELPDESK_SLA_BUSINESS_HOURS_ONLY = env_bool("SLA_BUSINESS_HOURS_ONLY", False)
 # Called (by dotted path) after commit with the id of each new outbound Delivery; the edge
 # (channels_in) sends it. tickets never imports an adapter.
 HELPDESK_DELIVERY_DISPATCHER = env(

@@ -167,3 +167,12 @@ def api() -> Callable[[Any], APIClient]:
         return client
 
     return _client
+
+
+@pytest.fixture(autouse=True)
+def _no_platform_reaches_the_internet(settings: Any) -> None:
+    """Every platform API points at a closed local port unless a test installs the fake
+    platform (tests/fakeplatform.py): nothing a test does can reach a real service."""
+    settings.HELPDESK_PLATFORM_URLS = {
+        kind: f"http://127.0.0.1:9/{kind}" for kind in settings.HELPDESK_PLATFORM_URLS
+    }

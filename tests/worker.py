@@ -24,6 +24,10 @@ from django.db import connection
 from helpdesk.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
+PLATFORM_URL_VARIABLES = (
+    "TELEGRAM_API_BASE", "META_GRAPH_API_BASE", "X_API_BASE", "VIBER_API_BASE", "VK_API_BASE",
+    "TWILIO_API_BASE",
+)
 
 
 def _database_url() -> str:
@@ -79,6 +83,8 @@ def celery_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
         "CACHE_PREFIX": prefix,
         "SECRET_KEY": settings.SECRET_KEY,
         "DB_POOL_MAX": "0",
+        # Platform APIs at a closed local port unless the test passes its fake platform.
+        **dict.fromkeys(PLATFORM_URL_VARIABLES, "http://127.0.0.1:9"),
         **(extra_env or {}),
     }
     process = subprocess.Popen(  # noqa: S603  (our own interpreter and app)

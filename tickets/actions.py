@@ -36,7 +36,7 @@ from .events import (
 )
 from .identities import normalize_email, normalize_identity, normalize_phone
 from .inbound import InboundAttachment, InboundMessage, Sender
-from .language import detect_language
+from .language import Detection, conversation_language, detect
 from .models import (
     ACTIVE_STATUSES,
     AccountNumber,
@@ -475,7 +475,8 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
     now = timezone.now()
     events: list[TicketEvent] = []
     text = inbound.text.replace("\x00", "")
-    detected = detect_language(text) if text else None
+    detection = detect(text)
+    detected = detection.language
     contact = _resolve_contact(inbound.sender, events, detected or "")
     sender_address = normalize_identity(inbound.sender.kind, inbound.sender.value)
     ticket = _conversation_ticket(contact, inbound)
@@ -521,14 +522,13 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
             sla.apply_due_times(ticket, since=now)
             changed |= {"status", "resolved_at", "resolution_due", "first_response_due"}
         elif ticket.status == Status.PENDING:
+            sla.resume_paused(ticket, now)
             ticket.status = Status.OPEN
             changed.add("status")
         if ticket.waiting_since is None:
             ticket.waiting_since = now
             changed.add("waiting_since")
-        if not ticket.language and detected:
-            ticket.language = detected
-            changed.add("language")
+        changed |= _stick_language(ticket, detection, events)
         if ticket.topic == "other" and text:
             topic = classify_topic(text)
             if topic != ticket.topic:
@@ -539,7 +539,7 @@ def _receive(inbound: InboundMessage, channel: Channel) -> Received:
         ticket.last_message_at = now
         ticket.preview = preview
         ticket.message_count += 1
-        _save(ticket, changed | {"sla_due_at", "last_message_at", "preview", "message_count"})
+        _save(ticket, changed | sla.SLA_FIELDS | {"last_message_at", "preview", "message_count"})
 
     message = Message.objects.create(
         ticket=ticket,
@@ -633,13 +633,16 @@ def _score(ticket: Ticket, contact: Contact, inbound: InboundMessage, text: str)
         followers=inbound.sender.followers,
         verified=inbound.sender.verified,
         is_public=inbound.is_public,
+        value=float(contact.value),
+        recent_tickets=_recent_tickets(ticket, contact),
     )
+    changed = _set_sentiment(ticket, score.sentiment)
     if ticket.pk is not None and score.points <= ticket.priority_score and not score.safety:
-        return set()
+        return changed
     old_priority = ticket.priority
     ticket.priority_score = max(score.points, ticket.priority_score if ticket.pk else 0)
-    ticket.priority_reasons = score.reasons
-    changed = {"priority_score", "priority_reasons"}
+    ticket.priority_reasons = _kept_reasons(ticket) + score.reasons
+    changed |= {"priority_score", "priority_reasons"}
     if not ticket.priority_locked:
         level = max(score.level, ticket.priority if ticket.pk else Priority.LOW)
         if level != ticket.priority or ticket.pk is None:
@@ -715,7 +718,7 @@ def do_reply(
         delivery = Delivery.objects.create(message=message, channel_id=ticket.channel_id)
 
         old_status, old_assignee = ticket.status, ticket.assignee_id
-        fields = {"waiting_since", "sla_due_at", "last_message_at", "message_count"}
+        fields = {"waiting_since", "last_message_at", "message_count", *sla.SLA_FIELDS}
         if ticket.assignee_id is None:
             ticket.assignee = agent
             ticket.assigned_at = now
@@ -727,6 +730,8 @@ def do_reply(
             Status.OPEN if ticket.status in (Status.NEW, Status.RESOLVED) else ticket.status
         )
         if new_status != ticket.status:
+            if ticket.status == Status.PENDING and new_status == Status.OPEN:
+                sla.resume_paused(ticket, now)
             ticket.status = new_status
             fields.add("status")
         if new_status == Status.RESOLVED and old_status != Status.RESOLVED:
@@ -988,6 +993,7 @@ def do_take_next(agent: Agent) -> Ticket | None:
     """
     with transaction.atomic():
         me = Agent.objects.select_for_update().get(pk=agent.pk)
+        check_online(me)  # defined in the "live: presence" section
         if me.open_count >= me.capacity:
             raise Conflict(
                 f"you have {me.open_count} active tickets and your capacity is {me.capacity}; "
@@ -1058,8 +1064,10 @@ def do_set_status(ticket: Ticket, status: str, *, actor: Agent | None) -> Ticket
             if status == Status.PENDING:
                 ticket.waiting_since = None
                 fields.add("waiting_since")
+            elif old == Status.PENDING:
+                sla.resume_paused(ticket, now)
         sla.refresh_next_due(ticket)
-        fields.add("sla_due_at")
+        fields |= sla.SLA_FIELDS
         _adjust_load(
             ticket.assignee_id,
             old in ACTIVE_STATUSES,
@@ -1111,6 +1119,7 @@ def do_set_priority(
                 "first_response_due",
                 "resolution_due",
                 "sla_due_at",
+                "escalation_level",
             },
         )
         _event(
@@ -1625,7 +1634,7 @@ def _fail_message(message: Message, delivery: Delivery | None, error: str) -> No
         ticket.waiting_since = now
         fields.add("waiting_since")
     sla.refresh_next_due(ticket)
-    fields.add("sla_due_at")
+    fields |= sla.SLA_FIELDS
     _save(ticket, fields)
     _event(
         "message.failed",
@@ -1677,3 +1686,1609 @@ def do_retry_delivery(delivery: Delivery, *, actor: Agent) -> Delivery:
         delivery_id = delivery.pk
         transaction.on_commit(lambda: dispatch_delivery(delivery_id))
     return delivery
+
+
+# =========================================================================== live: presence,
+# viewing, typing
+#
+# Presence is agent state, not ticket state, but others watch it live (supervisors, teammates)
+# and reports are computed from its history, so it goes through actions like everything
+# else: one PresenceLog row per change, login and logout, and a "presence" event after commit.
+# Viewing and typing are ephemeral: published to the ticket's page group, never stored.
+# (Imported here rather than in the import block at the top, which other sections share.)
+
+import time as _time  # noqa: E402
+
+from .events import ephemeral_event, presence_event, presence_groups, ticket_group  # noqa: E402
+from .models import Presence, PresenceLog  # noqa: E402
+from .queue import team_ids as _team_ids  # noqa: E402
+
+PresenceReason = PresenceLog.Reason
+VIEWING_OPS = ("start", "here", "stop")
+
+
+def presence_grace() -> timedelta:
+    """How long an agent's sockets may be gone before they count as offline."""
+    return timedelta(seconds=getattr(settings, "HELPDESK_PRESENCE_GRACE_SECONDS", 120))
+
+
+def viewing_ttl() -> int:
+    return int(getattr(settings, "HELPDESK_VIEWING_TTL_SECONDS", 60))
+
+
+def typing_ttl() -> int:
+    return int(getattr(settings, "HELPDESK_TYPING_TTL_SECONDS", 6))
+
+
+def check_online(agent: Agent) -> None:
+    """Only online agents are given work: take-next refuses away and offline agents (routing
+    applies the same rule when it picks an agent)."""
+    if agent.presence != Presence.ONLINE:
+        raise Conflict(
+            f"you are {Presence(agent.presence).label.lower()}: set yourself online to take "
+            "tickets",
+            code="not_online",
+        )
+
+
+def _lock_agent(agent: Agent | int) -> Agent:
+    pk = agent.pk if isinstance(agent, Agent) else agent
+    try:
+        return Agent.objects.select_for_update(of=("self",)).select_related("user").get(pk=pk)
+    except Agent.DoesNotExist as exc:
+        raise NotFound(f"agent {pk} does not exist") from exc
+
+
+def _write_presence(
+    agent: Agent, status: str, reason: str, *, previous: str | None = None
+) -> PresenceLog:
+    """Record one presence change (or a login/logout) on a locked agent and publish it."""
+    now = timezone.now()
+    old = agent.presence
+    fields = []
+    if old != status:
+        agent.presence = status
+        agent.presence_changed_at = now
+        fields += ["presence", "presence_changed_at"]
+    if reason == PresenceReason.LOGIN:
+        # The page opens its socket in a moment; until then the login counts as a heartbeat,
+        # or a heartbeat from yesterday would let the sweep take them offline at once.
+        agent.last_heartbeat_at = now
+        fields.append("last_heartbeat_at")
+    if fields:
+        agent.save(update_fields=fields)
+    log_row = PresenceLog.objects.create(
+        agent=agent, status=status, previous=previous or old, reason=reason, at=now
+    )
+    publish_on_commit(
+        presence_groups(agent.pk, _team_ids(agent)),
+        presence_event(
+            agent.pk, agent.name, status, reason=reason, at=now.isoformat(), version=log_row.pk
+        ),
+    )
+    return log_row
+
+
+def do_set_presence(
+    agent: Agent, status: str, *, reason: str = PresenceReason.MANUAL, actor: Agent | None = None
+) -> PresenceLog | None:
+    """Set an agent online, away or offline. Returns the log row, or None when nothing
+    changed. Logins and logouts are always recorded (reports count sessions), even when the
+    status stays the same; a supervisor may set another agent's status."""
+    if status not in Presence.values:
+        raise InvalidInput(
+            f"presence must be one of {', '.join(Presence.values)}; got {status!r}",
+            field="status",
+        )
+    if reason not in (
+        PresenceReason.MANUAL,
+        PresenceReason.LOGIN,
+        PresenceReason.LOGOUT,
+        PresenceReason.SUPERVISOR,
+    ):
+        raise InvalidInput(f"unknown presence reason {reason!r}", field="reason")
+    if actor is not None and actor.pk != agent.pk:
+        if not actor.is_supervisor:
+            raise Forbidden("only supervisors set another agent's status")
+        reason = PresenceReason.SUPERVISOR
+    with transaction.atomic():
+        me = _lock_agent(agent)
+        if me.presence == status and reason not in (PresenceReason.LOGIN, PresenceReason.LOGOUT):
+            return None
+        return _write_presence(me, status, reason)
+
+
+def do_mark_idle(agent: Agent | int) -> PresenceLog | None:
+    """No keyboard or mouse for a while: an online agent becomes away (reason "idle"), so
+    routing stops giving them tickets. Anything but online is left alone."""
+    with transaction.atomic():
+        me = _lock_agent(agent)
+        if me.presence != Presence.ONLINE:
+            return None
+        return _write_presence(me, Presence.AWAY, PresenceReason.IDLE)
+
+
+def do_mark_active(agent: Agent | int) -> PresenceLog | None:
+    """The agent is back: undo what was automatic, and only that. Away because idle becomes
+    online; offline because the connection was lost becomes what it was before. A status the
+    agent chose (away for lunch) or a logout stays."""
+    with transaction.atomic():
+        me = _lock_agent(agent)
+        if me.presence == Presence.ONLINE:
+            return None
+        last = PresenceLog.objects.filter(agent=me).order_by("-at", "-id").first()
+        if last is None or last.status != me.presence:
+            return None
+        if last.reason == PresenceReason.IDLE and me.presence == Presence.AWAY:
+            return _write_presence(me, Presence.ONLINE, PresenceReason.ACTIVE)
+        if last.reason == PresenceReason.DISCONNECTED and me.presence == Presence.OFFLINE:
+            back = last.previous if last.previous in (Presence.ONLINE, Presence.AWAY) else None
+            return _write_presence(me, back or Presence.ONLINE, PresenceReason.ACTIVE)
+        return None
+
+
+def do_heartbeat(agent_id: int) -> None:
+    """An agent's socket is alive: one UPDATE, no event. Callers throttle (the consumer writes
+    at most every HELPDESK_HEARTBEAT_WRITE_SECONDS per socket)."""
+    Agent.objects.filter(pk=agent_id).update(last_heartbeat_at=timezone.now())
+
+
+def do_sweep_presence(now: datetime | None = None) -> int:
+    """Periodic: agents still online or away whose sockets have all been gone longer than the
+    grace period go offline (reason "disconnected"). Returns how many."""
+    now = now or timezone.now()
+    cutoff = now - presence_grace()
+    stale = Q(last_heartbeat_at__lt=cutoff) | Q(
+        last_heartbeat_at__isnull=True, presence_changed_at__lt=cutoff
+    )
+    ids = list(
+        Agent.objects.filter(stale, presence__in=(Presence.ONLINE, Presence.AWAY))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:1000]
+    )
+    swept = 0
+    for pk in ids:
+        with transaction.atomic():
+            me = (
+                Agent.objects.select_for_update(of=("self",), skip_locked=True)
+                .select_related("user")
+                .filter(pk=pk)
+                .first()
+            )
+            # Re-checked under the lock: a heartbeat may have landed since the scan.
+            seen = me.last_heartbeat_at or me.presence_changed_at if me is not None else None
+            if me is None or me.presence == Presence.OFFLINE or seen is None or seen >= cutoff:
+                continue
+            _write_presence(me, Presence.OFFLINE, PresenceReason.DISCONNECTED)
+            swept += 1
+    return swept
+
+
+def _clock_ms() -> int:
+    return _time.time_ns() // 1_000_000
+
+
+def do_announce_viewing(agent: Agent, ticket_id: int, op: str = "start") -> None:
+    """`agent` has ticket `ticket_id` open ("start"), still has ("here"), or closed it
+    ("stop"). Ephemeral: published to the ticket's page group, nothing stored.
+
+    Precondition: the caller checked the agent may see the ticket (the consumer's watch does,
+    with tickets.queue.can_see), so this costs no query."""
+    if op not in VIEWING_OPS:
+        raise InvalidInput(f"viewing op must be one of {', '.join(VIEWING_OPS)}", field="op")
+    publish_on_commit(
+        [ticket_group(ticket_id)],
+        ephemeral_event(
+            "viewing", op, ticket_id, agent.pk, agent.name, ttl=viewing_ttl(), version=_clock_ms()
+        ),
+    )
+
+
+def do_announce_typing(agent: Agent, ticket_id: int, typing: bool = True) -> None:
+    """`agent` is typing a reply on the ticket (or stopped). Same precondition as
+    do_announce_viewing; the client repeats "start" while typing and forgets it after
+    `ttl` seconds."""
+    publish_on_commit(
+        [ticket_group(ticket_id)],
+        ephemeral_event(
+            "typing",
+            "start" if typing else "stop",
+            ticket_id,
+            agent.pk,
+            agent.name,
+            ttl=typing_ttl(),
+            version=_clock_ms(),
+        ),
+    )
+
+
+# =========================================================================== sla: escalation
+# The periodic SLA job (tickets.tasks.escalate_sla). Each stage of a ticket's current
+# deadline (at risk, then breached) is handled once: Ticket.escalation_level records it, and
+# sla.refresh_next_due re-arms it when the deadline moves later (a reply, a resume from
+# pending, a lower priority). Steps per policy: notify_supervisor, raise_priority, reassign.
+
+_SLA_VERBS = {sla.AT_RISK: "sla.at_risk", sla.BREACHED: "sla.breached"}
+_SLA_DEADLINES = {
+    "first_response": "first response",
+    "next_reply": "reply",
+    "resolution": "resolution",
+}
+
+
+def do_escalate_sla(*, now: datetime | None = None, batch: int | None = None) -> dict[str, int]:
+    """Apply the escalation steps of every ticket at risk or past its deadline whose stage
+    is not handled yet. Safe to run concurrently and repeatedly: each ticket is re-checked
+    under its row lock, and one that another worker holds is left for the next run."""
+    now = now or timezone.now()
+    limit = batch or getattr(settings, "HELPDESK_SLA_ESCALATION_BATCH", 1000)
+    counts = {"at_risk": 0, "breached": 0}
+    for level in sorted(Priority.values, reverse=True):  # the most urgent first
+        for candidate in sla.escalation_candidates(now, level, limit):
+            if sla.escalation_stage(candidate, now) <= candidate.escalation_level:
+                continue  # at risk and already handled: not breached yet
+            handled = _escalate_ticket(candidate.pk, now)
+            if handled == sla.BREACHED:
+                counts["breached"] += 1
+            elif handled == sla.AT_RISK:
+                counts["at_risk"] += 1
+    return counts
+
+
+def _escalate_ticket(ticket_id: int, now: datetime) -> int:
+    """Handle the current stage of one ticket; the stage handled, or 0."""
+    from .events import QUEUE_GROUP
+
+    route = False
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update(skip_locked=True).filter(pk=ticket_id).first()
+        if ticket is None:
+            return 0
+        policy = sla.policy_for(ticket)
+        stage = sla.escalation_stage(ticket, now, policy)
+        if stage <= ticket.escalation_level:
+            return 0
+        steps = policy.steps(stage)
+        due, deadline = ticket.sla_due_at, sla.deadline_kind(ticket)
+        what = _SLA_DEADLINES[deadline]
+        if stage == sla.BREACHED:
+            reason = f"{what} overdue"
+        else:
+            left = max(1, -(-int((due - now).total_seconds()) // 60))
+            reason = f"{what} due within {left} min"
+        old_level, old_assignee = ticket.escalation_level, ticket.assignee_id
+        fields = {"escalation_level"}
+        applied: list[str] = []
+        if "notify_supervisor" in steps:
+            applied.append("notify_supervisor")
+        if "raise_priority" in steps and ticket.priority < Priority.URGENT:
+            old_priority = ticket.priority
+            ticket.priority = old_priority + 1
+            ticket.priority_reasons = [
+                *ticket.priority_reasons,
+                {
+                    "signal": "escalation",
+                    "detail": f"raised to {ticket.priority_name}: SLA {reason}",
+                    "points": 0,
+                },
+            ]
+            sla.reprioritize_due_times(ticket, old_priority)
+            fields |= {"priority", "priority_reasons", *sla.SLA_FIELDS}
+            applied.append("raise_priority")
+            _event(
+                "ticket.priority",
+                ticket=ticket,
+                actor_kind=AuthorKind.SYSTEM,
+                from_value=Priority(old_priority).label,
+                to_value=ticket.priority_name,
+                reason="escalation",
+            )
+        if "reassign" in steps:
+            applied.append("reassign")
+            if _sla_router() is not None:
+                route = True  # after commit: routing releases the agent, picks someone else
+            elif ticket.assignee_id is not None:
+                # Back to the pool with the reason recorded, for take-next.
+                _set_assignee(ticket, None, actor=None, reason=f"SLA {reason}", via="escalation")
+                fields |= {"assignee", "assigned_at"}
+        ticket.escalation_level = stage
+        _save(ticket, fields)
+        _event(
+            _SLA_VERBS[stage],
+            ticket=ticket,
+            actor_kind=AuthorKind.SYSTEM,
+            from_value=old_level,
+            to_value=stage,
+            due=due.isoformat(),
+            deadline=deadline,
+            policy=policy.pk,
+            policy_name=policy.name,
+            steps=applied,
+            reason=reason,
+        )
+        _publish_ticket("update", ticket, old_assignee=old_assignee)
+        if "notify_supervisor" in applied:
+            publish_on_commit(
+                [QUEUE_GROUP],
+                {
+                    "type": "notice",
+                    "op": "sla_breached" if stage == sla.BREACHED else "sla_at_risk",
+                    "ticket": ticket.pk,
+                    "subject": ticket.subject,
+                    "priority": ticket.priority_name,
+                    "team_id": ticket.team_id,
+                    "assignee_id": old_assignee,
+                    "sla_due_at": due.isoformat(),
+                    "deadline": deadline,
+                    "reason": reason,
+                    "steps": applied,
+                    "version": ticket.version,
+                },
+            )
+    if route:
+        _reroute_after_escalation(ticket_id, f"SLA {reason}")
+    return stage
+
+
+def _sla_router() -> Any:
+    # The routing section of this module, when present: do_route_ticket(ticket, reassign=True)
+    # releases the agent and assigns someone else, or leaves the ticket in the team's queue.
+    return globals().get("do_route_ticket")
+
+
+def _reroute_after_escalation(ticket_id: int, reason: str) -> None:
+    router = _sla_router()
+    if router is None:
+        return
+    try:
+        router(ticket_id, reassign=True, reason=reason)
+    except Exception:
+        # The escalation is committed; without routing the ticket at least leaves the agent
+        # who let it breach, for take-next.
+        log.exception("routing after the SLA escalation of ticket %s failed", ticket_id)
+        with transaction.atomic():
+            ticket = _lock_ticket(ticket_id)
+            old = ticket.assignee_id
+            if old is not None and ticket.status in ACTIVE_STATUSES:
+                _set_assignee(ticket, None, actor=None, reason=reason, via="escalation")
+                _save(ticket, {"assignee", "assigned_at"})
+                _publish_ticket("update", ticket, old_assignee=old)
+
+
+# =========================================================================== attachments
+#
+# Media a platform only referenced (a Telegram file id, a WhatsApp media id, a CDN link) are
+# fetched by the worker after the message is stored (channels_in.tasks.fetch_attachment).
+# Storing the file, or recording why it could not be had, is ticket state: the agent sees it
+# on the message, live. An attachment has no fetch-state column: `fetch_attempts` reaching
+# ATTACHMENT_FETCH_MAX_ATTEMPTS means "given up" (a permanent error uses up every remaining
+# attempt at once) and `fetch_error` says why.
+# (Imported here rather than in the import block at the top, which other sections share.)
+
+import mimetypes as _mimetypes  # noqa: E402
+import re as _re  # noqa: E402
+import secrets as _secrets  # noqa: E402
+
+ATTACHMENT_FETCH_MAX_ATTEMPTS = 8
+_CONTENT_TYPE = _re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+
+def attachment_given_up(attachment: Attachment) -> bool:
+    return not attachment.file and attachment.fetch_attempts >= ATTACHMENT_FETCH_MAX_ATTEMPTS
+
+
+def _clean_content_type(value: str) -> str:
+    """A plain `type/subtype` from a platform's Content-Type header, or "" when it is not
+    one (a header is the platform's word, stored and later served back to browsers)."""
+    main = (value or "").split(";", 1)[0].strip().lower()
+    return main if len(main) <= 120 and _CONTENT_TYPE.match(main) else ""
+
+
+def _extension(name: str) -> str:
+    stem, dot, ext = name.replace("\\", "/").rsplit("/", 1)[-1].rpartition(".")
+    return _re.sub(r"[^A-Za-z0-9]", "", ext)[:10].lower() if dot and stem else ""
+
+
+def _storage_name(name: str) -> str:
+    """A random file name with the original extension: files are served only by the
+    authorized download view, and a media directory served by mistake is not enumerable."""
+    ext = _extension(name)
+    return _secrets.token_urlsafe(18) + (f".{ext}" if ext else "")
+
+
+def _display_name(current: str, fetched: str | None, content_type: str) -> str:
+    """Keep the platform's name; one without an extension ("photo-AQADx") borrows the fetched
+    file's ("file_12.jpg") or its type's, so the download opens in the right program."""
+    if _extension(current):
+        return current
+    ext = _extension(fetched or "")
+    if not ext and content_type:
+        ext = (_mimetypes.guess_extension(content_type) or "").lstrip(".")
+    return f"{current}.{ext}"[:255] if ext else current
+
+
+def _attachment_label(message: Message, attachment: Attachment) -> str:
+    """What the agent reads in "Photo could not be downloaded: ..."."""
+    family = attachment.content_type.split("/", 1)[0]
+    if family == "image":
+        return "Sticker" if message.kind == "sticker" else "Photo"
+    if family == "audio":
+        return "Voice message" if message.kind == "audio" else "Audio"
+    if family == "video":
+        return "Video"
+    return "Document"
+
+
+def _lock_attachment(attachment_id: int) -> tuple[Attachment, Message] | None:
+    # Attachment, then message, then ticket: the order every action here takes.
+    attachment = Attachment.objects.select_for_update().filter(pk=attachment_id).first()
+    if attachment is None:
+        return None
+    message = Message.objects.select_for_update().get(pk=attachment.message_id)
+    return attachment, message
+
+
+def do_store_attachment_file(
+    attachment_id: int, content: bytes, content_type: str, filename: str | None
+) -> Attachment | None:
+    """Store the fetched file of an attachment, once: the second of two fetches (a retry
+    that raced, a replayed event) finds the file there and stores nothing. Publishes the
+    message again, so an open ticket page shows the file."""
+    max_bytes = settings.HELPDESK_MAX_ATTACHMENT_BYTES
+    if len(content) > max_bytes:
+        raise TooLarge(
+            f"the file is {len(content)} bytes; the limit is {max_bytes} bytes", field="content"
+        )
+    with transaction.atomic():
+        locked = _lock_attachment(attachment_id)
+        if locked is None:
+            return None
+        attachment, message = locked
+        if attachment.file:
+            return attachment
+        fetched_type = _clean_content_type(content_type)
+        # Many file servers say octet-stream for everything; the platform's own word from
+        # the webhook (image/jpeg) is better then.
+        if fetched_type and fetched_type != "application/octet-stream":
+            attachment.content_type = fetched_type
+        attachment.name = _display_name(attachment.name, filename, attachment.content_type)
+        attachment.size = len(content)
+        attachment.fetch_error = ""
+        # Written inside the transaction: a rollback after this leaves an orphaned file on
+        # disk, never a row pointing at a missing one.
+        attachment.file.save(_storage_name(attachment.name), ContentFile(content), save=False)
+        attachment.save(update_fields=["file", "name", "content_type", "size", "fetch_error"])
+        failed = list(message.payload.get("failed_attachments", []))
+        kept = [f for f in failed if not (isinstance(f, dict) and f.get("id") == attachment.pk)]
+        if kept != failed:
+            message.payload = {**message.payload, "failed_attachments": kept}
+            message.save(update_fields=["payload"])
+        ticket = _lock_ticket(message.ticket_id)
+        _save(ticket, set())
+        _event(
+            "attachment.stored",
+            ticket=ticket,
+            actor_kind=AuthorKind.SYSTEM,
+            message=message.pk,
+            attachment=attachment.pk,
+            size=attachment.size,
+        )
+        _publish_message_update(ticket, message)
+    return attachment
+
+
+def do_record_attachment_fetch_attempt(attachment_id: int, error: str) -> Attachment | None:
+    """A transient failure (network, 5xx, 429): count it; the worker tries again later."""
+    with transaction.atomic():
+        attachment = Attachment.objects.select_for_update().filter(pk=attachment_id).first()
+        if attachment is None or attachment.file or attachment_given_up(attachment):
+            return attachment
+        attachment.fetch_attempts += 1
+        attachment.fetch_error = error[:2000]
+        attachment.save(update_fields=["fetch_attempts", "fetch_error"])
+    return attachment
+
+
+def do_fail_attachment(attachment_id: int, reason: str) -> Attachment | None:
+    """Give up on an attachment (a permanent error, or attempts exhausted): the reason goes on
+    the attachment and into the message's payload (`failed_attachments`), where the ticket
+    page and the API show "Photo could not be downloaded: <reason>"."""
+    reason = " ".join(reason.split())[:500] or "unknown error"
+    with transaction.atomic():
+        locked = _lock_attachment(attachment_id)
+        if locked is None:
+            return None
+        attachment, message = locked
+        if attachment.file or attachment_given_up(attachment):
+            return attachment
+        attachment.fetch_attempts = max(
+            attachment.fetch_attempts + 1, ATTACHMENT_FETCH_MAX_ATTEMPTS
+        )
+        attachment.fetch_error = reason
+        attachment.save(update_fields=["fetch_attempts", "fetch_error"])
+        entry = {
+            "id": attachment.pk,
+            "name": attachment.name,
+            "label": _attachment_label(message, attachment),
+            "reason": reason,
+        }
+        failed = [
+            f
+            for f in message.payload.get("failed_attachments", [])
+            if not (isinstance(f, dict) and f.get("id") == attachment.pk)
+        ]
+        message.payload = {**message.payload, "failed_attachments": [*failed, entry]}
+        message.save(update_fields=["payload"])
+        ticket = _lock_ticket(message.ticket_id)
+        _save(ticket, set())
+        _event(
+            "attachment.failed",
+            ticket=ticket,
+            actor_kind=AuthorKind.SYSTEM,
+            message=message.pk,
+            attachment=attachment.pk,
+            error=reason,
+        )
+        _publish_message_update(ticket, message)
+    return attachment
+
+
+# =========================================================================== routing
+# Routing rules and load-aware assignment (issue 5, part 2). tickets.routing holds the rule
+# format, the evaluation and the ranking (pure, or reads only); the functions here take the
+# locks and write. Lock order, so that concurrent workers never deadlock: the ticket first
+# (FOR UPDATE; workers SKIP LOCKED), then at most one agent row waited for (the agent a
+# re-route releases), then the new assignee only with FOR UPDATE SKIP LOCKED, re-checked for
+# presence and capacity under the lock, and its open_count moved in the same transaction
+# (BOTS-ROUTING C.3: 0 double assignments, 0 agents over capacity). SQLite ignores
+# FOR UPDATE; there the IMMEDIATE transaction serializes routing instead.
+
+from dataclasses import field as _field  # noqa: E402
+
+from django.db import connection  # noqa: E402
+from django.db.models import Count, Exists, OuterRef, Sum  # noqa: E402
+
+from . import routing  # noqa: E402
+from .models import WORKABLE_STATUSES, SatisfactionRating  # noqa: E402
+from .queue import team_ids as _routing_team_ids  # noqa: E402
+
+_ONLINE, _OFFLINE = routing.Presence.ONLINE, routing.Presence.OFFLINE
+
+# How many of the best-ranked agents one locking query tries.
+_CLAIM_TRIES = 10
+
+
+@dataclass
+class RouteResult:
+    """What routing did with one ticket.
+
+    outcome: "assigned"; "queued" (nobody eligible: it waits in its team's queue for
+    take-next); "kept" (a re-route found nobody else, the agent keeps it); "unchanged"
+    (already assigned); "busy" (another transaction holds the ticket and is working on it);
+    "not_routable" (not new or open)."""
+
+    ticket_id: int
+    outcome: str
+    agent_id: int | None = None
+    team_id: int | None = None
+    step: str = ""
+    steps: list[dict[str, Any]] = _field(default_factory=list)
+    reason: str = ""
+
+
+def _routing_event(
+    ticket: Ticket,
+    verb: str,
+    *,
+    actor: Agent | None,
+    from_value: Any = None,
+    to_value: Any = None,
+    **data: Any,
+) -> TicketEvent:
+    # Unsaved: a routing run inserts all its events in one statement.
+    return TicketEvent(
+        ticket=ticket,
+        contact_id=ticket.contact_id,
+        actor=actor,
+        actor_kind=_actor_kind(actor),
+        verb=verb,
+        from_value=from_value,
+        to_value=to_value,
+        data=data,
+    )
+
+
+_EVENT_FIELDS = tuple(
+    TicketEvent._meta.get_field(name)
+    for name in (
+        "ticket",
+        "contact",
+        "actor_kind",
+        "actor",
+        "verb",
+        "from_value",
+        "to_value",
+        "data",
+        "created_at",
+    )
+)
+
+
+def _insert_events(events: Sequence[TicketEvent]) -> None:
+    """bulk_create for routing's hot path: the same rows in one INSERT, without compiling
+    the query (bench/routing.py: 0.6 ms of CPU down to 0.25 ms per routing)."""
+    if not events:
+        return
+    values = [
+        field.get_db_prep_save(getattr(event, field.attname), connection)
+        for event in events
+        for field in _EVENT_FIELDS
+    ]
+    row = "(" + ", ".join(["%s"] * len(_EVENT_FIELDS)) + ")"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {TicketEvent._meta.db_table} "  # noqa: S608 -- table and column names
+            f"({', '.join(f.column for f in _EVENT_FIELDS)}) VALUES "
+            + ", ".join([row] * len(events)),
+            values,
+        )
+
+
+def _lock_for_routing(pk: int, *, wait: bool) -> Ticket | None:
+    """The ticket, locked, with what routing reads about it in the same statement: the
+    contact's tier, the channel kind, the tags, the required skills, the contact's previous
+    agent and the candidates of the ticket's team. SQL rather than the ORM: it runs for
+    every new ticket, and one statement instead of six is a large share of routing
+    throughput (bench/routing.py)."""
+    ticket = Ticket._meta.db_table
+    lock = ""
+    if connection.features.has_select_for_update:
+        lock = " FOR UPDATE OF t" + ("" if wait else " SKIP LOCKED")
+    agg = routing.json_agg()
+    tags = Ticket.tags.through._meta.db_table
+    skills = Ticket.required_skills.through._meta.db_table
+    sql = (
+        "SELECT t.*, c.tier AS routing_tier, ch.kind AS routing_channel, "  # noqa: S608 -- table names only
+        f"(SELECT {agg}(g.name) FROM {tags} tt JOIN {Tag._meta.db_table} g ON g.id = tt.tag_id "
+        " WHERE tt.ticket_id = t.id) AS routing_tags, "
+        f"(SELECT {agg}(rs.skill_id) FROM {skills} rs WHERE rs.ticket_id = t.id) "
+        " AS routing_skills, "
+        # COALESCE keeps the planner on the contact's index (ticket_thread_idx): with
+        # stale statistics it took the assignee index and scanned the whole table.
+        f"(SELECT p.assignee_id FROM {ticket} p WHERE p.contact_id = t.contact_id "
+        "  AND COALESCE(p.assignee_id, 0) <> 0 AND p.id <> t.id ORDER BY p.id DESC LIMIT 1) "
+        " AS routing_previous, "
+        # Only a ticket waiting for an agent needs them (a redelivered task does not).
+        "CASE WHEN t.assignee_id IS NULL THEN "
+        f"{routing.candidates_sql('m.team_id = t.team_id', ticket='t')} END AS routing_candidates "
+        f"FROM {ticket} t JOIN {Contact._meta.db_table} c ON c.id = t.contact_id "
+        f"LEFT JOIN {Channel._meta.db_table} ch ON ch.id = t.channel_id "
+        f"WHERE t.id = %s{lock}"
+    )
+    found = list(Ticket.objects.raw(sql, [pk]))
+    return found[0] if found else None
+
+
+def _claim_agent(ids: Sequence[int], *, now: datetime, team_id: int | None = None) -> int | None:
+    """Take the first of these agents (in this order) who is still online, accepting
+    auto-assignment and under capacity: lock the row, skipping rows other transactions
+    hold, and count the ticket in its open_count, in one statement. None when none is."""
+    if not ids:
+        return None
+    agent = Agent._meta.db_table
+    member = ""
+    params: list[Any] = [now]
+    if team_id is not None:
+        member = f" JOIN {Agent.teams.through._meta.db_table} m ON m.agent_id = a.id"
+        member += " AND m.team_id = %s"
+        params.append(team_id)
+    # The ids are integers from our own rows, written into the statement as such.
+    listed = ", ".join(str(int(pk)) for pk in ids)
+    order = "CASE a.id " + " ".join(f"WHEN {int(pk)} THEN {i}" for i, pk in enumerate(ids))
+    inner = (
+        f"SELECT a.id FROM {agent} a{member} WHERE a.id IN ({listed}) "  # noqa: S608
+        "AND a.presence = %s AND a.auto_assign = %s AND a.open_count < a.capacity "
+        f"ORDER BY {order} END LIMIT 1"
+    )
+    params += [_ONLINE, True]
+    if connection.features.has_select_for_update_skip_locked:
+        inner += " FOR UPDATE OF a SKIP LOCKED"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {agent} SET open_count = open_count + 1, last_assigned_at = %s "  # noqa: S608
+            f"WHERE id = ({inner}) RETURNING id",
+            params,
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def do_route_ticket(
+    ticket: Ticket | int,
+    *,
+    actor: Agent | None = None,
+    reassign: bool = False,
+    wait: bool = False,
+    reason: str = "",
+) -> RouteResult:
+    """Run the routing rules on a ticket, then give it to the best eligible online agent, or
+    leave it in its team's queue for take-next.
+
+    Idempotent: an assigned ticket is left alone ("unchanged") unless `reassign`, which
+    releases its agent and routes it to someone else. Workers leave `wait` off: a ticket
+    another transaction holds is skipped ("busy"), since that transaction is working on it.
+    """
+    pk = ticket.pk if isinstance(ticket, Ticket) else ticket
+    with transaction.atomic():
+        locked = _lock_for_routing(pk, wait=wait)
+        if locked is None:
+            if not Ticket.objects.filter(pk=pk).exists():
+                raise NotFound(f"ticket {pk} does not exist")
+            return RouteResult(pk, "busy", reason="another transaction holds the ticket")
+        if locked.status not in WORKABLE_STATUSES:
+            return RouteResult(
+                pk,
+                "not_routable",
+                agent_id=locked.assignee_id,
+                team_id=locked.team_id,
+                reason=f"ticket {pk} is {locked.status}; only new and open tickets are routed",
+            )
+        if locked.assignee_id is not None and not reassign:
+            return RouteResult(
+                pk,
+                "unchanged",
+                agent_id=locked.assignee_id,
+                team_id=locked.team_id,
+                reason="already assigned",
+            )
+        return _route_locked(locked, actor=actor, keep=False, why=reason)
+
+
+def _facts(ticket: Ticket, rules: routing.RuleSet, tags: Sequence[str]) -> routing.TicketFacts:
+    # The tier and channel kind come from _lock_for_routing's annotations.
+    return routing.facts_of(
+        ticket,
+        rules,
+        tags=tags,
+        channel_kind=getattr(ticket, "routing_channel", None) or "",
+        tier=getattr(ticket, "routing_tier", None) or Tier.STANDARD,
+    )
+
+
+def _apply_decision(
+    ticket: Ticket,
+    decision: routing.Decision,
+    rules: routing.RuleSet,
+    *,
+    actor: Agent | None,
+    tags: list[str],
+    required: set[int],
+    events: list[TicketEvent],
+    fields: set[str],
+) -> dict[str, Any]:
+    """Write what the rules decided onto the locked ticket; returns the changes made."""
+    changes: dict[str, Any] = {}
+    names = ", ".join(repr(m["name"]) for m in decision.matched)
+    if decision.team is not None:
+        team_id = rules.team_ids.get(decision.team)
+        if team_id is None:
+            decision.notes.append(f"team {decision.team!r} no longer exists")
+        elif team_id != ticket.team_id:
+            events.append(
+                _routing_event(
+                    ticket,
+                    "ticket.transferred",
+                    actor=actor,
+                    from_value={"team": ticket.team_id, "agent": ticket.assignee_id},
+                    to_value={"team": team_id, "agent": ticket.assignee_id},
+                    via="routing",
+                    note=f"routing rule {names}",
+                )
+            )
+            ticket.team_id = team_id
+            fields.add("team")
+            changes["team"] = decision.team
+    if decision.priority is not None and decision.priority != ticket.priority:
+        old = ticket.priority
+        ticket.priority = decision.priority
+        ticket.priority_reasons = [
+            *ticket.priority_reasons,
+            {
+                "signal": "routing",
+                "detail": f"{Priority(old).label} → {Priority(decision.priority).label} "
+                f"by routing rule {names}",
+                "points": 0,
+                "rules": decision.priority_rules,
+            },
+        ]
+        sla.reprioritize_due_times(ticket, old)
+        fields |= {"priority", "priority_reasons", "first_response_due", "resolution_due"}
+        fields.add("sla_due_at")
+        events.append(
+            _routing_event(
+                ticket,
+                "ticket.priority",
+                actor=actor,
+                from_value=Priority(old).label,
+                to_value=Priority(decision.priority).label,
+                reason=f"routing rule {names}",
+            )
+        )
+        changes["priority"] = Priority(decision.priority).label
+    skill_ids = []
+    for slug in decision.skills:
+        if slug in rules.skill_ids:
+            skill_ids.append(rules.skill_ids[slug])
+        else:
+            decision.notes.append(f"skill {slug!r} no longer exists")
+    new_skills = [s for s in skill_ids if s not in required]
+    if new_skills:
+        ticket.required_skills.add(*new_skills)
+        required.update(new_skills)
+        changes["skills"] = [s for s in decision.skills if rules.skill_ids.get(s) in new_skills]
+    new_tags = [t for t in decision.tags if t not in tags]
+    if new_tags:
+        for name in new_tags:
+            tag, _ = Tag.objects.get_or_create(name=name)
+            ticket.tags.add(tag)
+        after = sorted({*tags, *new_tags})
+        events.append(
+            _routing_event(
+                ticket, "ticket.tags", actor=actor, from_value=sorted(tags), to_value=after
+            )
+        )
+        tags[:] = after
+        changes["tags"] = new_tags
+    if decision.matched:
+        events.append(
+            _routing_event(
+                ticket,
+                "routing.rules",
+                actor=actor,
+                rules=decision.matched,
+                changes=changes,
+                notes=decision.notes,
+            )
+        )
+    return changes
+
+
+def _route_locked(ticket: Ticket, *, actor: Agent | None, keep: bool, why: str) -> RouteResult:
+    """Rules, then assignment, for a ticket this transaction has locked. With an assignee,
+    this is a re-route: that agent is released and not chosen again (with `keep`, they keep
+    the ticket when nobody else is eligible)."""
+    now = timezone.now()
+    rules = routing.ruleset()
+    events: list[TicketEvent] = []
+    fields: set[str] = set()
+    old_team, old_assignee = ticket.team_id, ticket.assignee_id
+    # Read along with the lock (_lock_for_routing).
+    tags = sorted(routing.json_value(ticket.routing_tags))  # type: ignore[attr-defined]
+    required = {int(s) for s in routing.json_value(ticket.routing_skills)}  # type: ignore[attr-defined]
+    previous = ticket.routing_previous  # type: ignore[attr-defined]
+
+    decision = routing.Decision()
+    changes: dict[str, Any] = {}
+    if rules.rules:
+        decision = routing.evaluate(rules.rules, _facts(ticket, rules, tags))
+        changes = _apply_decision(
+            ticket,
+            decision,
+            rules,
+            actor=actor,
+            tags=tags,
+            required=required,
+            events=events,
+            fields=fields,
+        )
+
+    exclude: set[int] = set()
+    if old_assignee is not None:
+        exclude.add(old_assignee)
+        # The one agent lock this transaction waits for (see the lock order above).
+        Agent.objects.select_for_update().filter(pk=old_assignee).values_list("pk").first()
+
+    chosen: int | None = None
+    step, detail, points = "", "", None
+    log_steps: list[dict[str, Any]] = []
+    if decision.assign_to:
+        target = rules.agent_ids.get(decision.assign_to)
+        if target is None:
+            log_steps.append({"step": "rule", "because": f"no agent {decision.assign_to!r}"})
+        elif target in exclude:
+            log_steps.append({"step": "rule", "because": "it is moving away from that agent"})
+        else:
+            chosen = _claim_agent([target], now=now, team_id=ticket.team_id)
+            if chosen is not None:
+                step, detail = "rule", f"routing rule assigns to {decision.assign_to}"
+            else:
+                log_steps.append(
+                    {
+                        "step": "rule",
+                        "because": f"{decision.assign_to} is offline, at capacity, not "
+                        "accepting auto-assignment or not in the ticket's team",
+                    }
+                )
+        if chosen is None:
+            events.append(
+                _routing_event(
+                    ticket,
+                    "routing.step",
+                    actor=actor,
+                    step="exact",
+                    pool="the usual ranking",
+                    because=log_steps[-1]["because"],
+                )
+            )
+
+    team = rules.team(ticket.team_id)
+    need = routing.Need(
+        team_ids=frozenset({ticket.team_id}) if ticket.team_id is not None else None,
+        language=ticket.language,
+        skills=frozenset(required),
+        optional_skills=frozenset(
+            rules.skill_ids[s] for s in decision.optional_skills if s in rules.skill_ids
+        )
+        - required,
+        negative=routing.is_negative(ticket.sentiment),
+        previous_agent=previous,
+        exclude=frozenset(exclude),
+    )
+    candidate: routing.Candidate | None = None
+    if chosen is None:
+        steps = routing.widening(need, team, rules.teams)
+        pools: dict[frozenset[int] | None, list[routing.Candidate]] = {}
+        filtered: frozenset[int] | None = None
+        if (
+            ticket.team_id is not None
+            and "team" not in changes
+            and "skills" not in changes
+            and not need.optional_skills
+        ):
+            # Read with the lock, already filtered on language and required skills; a rule
+            # that moved the ticket or changed its skills makes them the wrong list.
+            filtered = frozenset({ticket.team_id})
+            pools[filtered] = routing.parse_candidates(
+                ticket.routing_candidates,  # type: ignore[attr-defined]
+                skills=need.skills,
+            )
+        for index, stage in enumerate(steps):
+            key = stage.need.team_ids
+            if key not in pools:
+                pools[key] = routing.load_candidates(key)
+            ranked = routing.rank(pools[key], stage.need)
+            if not ranked and key == filtered:
+                # Nobody: read the whole team, to say why in the ticket's history.
+                pools[key] = routing.load_candidates(key)
+                filtered = None
+            if ranked:
+                chosen = _claim_agent([c.id for c, _, _ in ranked[:_CLAIM_TRIES]], now=now)
+                if chosen is None:
+                    # Every one of them was being assigned another ticket: read them again.
+                    pools[key] = routing.load_candidates(key)
+                    ranked = routing.rank(pools[key], stage.need)
+                    chosen = _claim_agent([c.id for c, _, _ in ranked[:_CLAIM_TRIES]], now=now)
+            if chosen is not None:
+                candidate, points, detail = next(r for r in ranked if r[0].id == chosen)
+                step = stage.name
+                break
+            because = (
+                f"all {len(ranked)} eligible {stage.description} were taking other tickets"
+                if ranked
+                else routing.explain(pools[key], stage.need, stage.description)
+            )
+            log_steps.append({"step": stage.name, "because": because})
+            if index + 1 < len(steps):
+                widened = steps[index + 1]
+                events.append(
+                    _routing_event(
+                        ticket,
+                        "routing.step",
+                        actor=actor,
+                        step=widened.name,
+                        pool=widened.description,
+                        because=because,
+                    )
+                )
+
+    if chosen is None and keep and old_assignee is not None:
+        events.append(
+            _routing_event(
+                ticket,
+                "routing.kept",
+                actor=actor,
+                to_value=old_assignee,
+                reason=why,
+                because=log_steps[-1]["because"] if log_steps else "",
+            )
+        )
+        if fields:
+            _save(ticket, fields)
+            _publish_ticket("update", ticket, old_team=old_team)
+        _insert_events(events)
+        return RouteResult(
+            ticket.pk,
+            "kept",
+            agent_id=old_assignee,
+            team_id=ticket.team_id,
+            steps=log_steps,
+            reason=why,
+        )
+
+    if old_assignee is not None:
+        _adjust_load(old_assignee, True, None, True)
+    if chosen is not None:
+        if candidate is not None and ticket.team_id not in candidate.team_ids:
+            # Widened to the parent team or any team: the ticket follows its new agent.
+            parent = team.parent_id if team else None
+            if parent in candidate.team_ids:
+                new_team = parent
+            else:
+                new_team = min(
+                    candidate.team_ids,
+                    key=lambda t: rules.teams[t].name if t in rules.teams else "",
+                )
+            events.append(
+                _routing_event(
+                    ticket,
+                    "ticket.transferred",
+                    actor=actor,
+                    from_value={"team": ticket.team_id, "agent": old_assignee},
+                    to_value={"team": new_team, "agent": chosen},
+                    via="routing",
+                    note=f"widened: {step}",
+                )
+            )
+            ticket.team_id = new_team
+            fields.add("team")
+        # _claim_agent has counted the ticket in the agent's open_count.
+        ticket.assignee_id = chosen
+        ticket.assigned_at = now
+        fields |= {"assignee", "assigned_at"}
+        events.append(
+            _routing_event(
+                ticket,
+                "ticket.assigned",
+                actor=actor,
+                from_value=old_assignee,
+                to_value=chosen,
+                via="routing",
+                reason=why,
+            )
+        )
+        events.append(
+            _routing_event(
+                ticket,
+                "routing.assigned",
+                actor=actor,
+                to_value=chosen,
+                step=step,
+                why=detail,
+                score=round(points, 4) if points is not None else None,
+                negative=need.negative,
+                previous_agent=need.previous_agent,
+                reason=why,
+            )
+        )
+        outcome = "assigned"
+    else:
+        if old_assignee is not None:
+            ticket.assignee_id = None
+            ticket.assigned_at = None
+            fields |= {"assignee", "assigned_at"}
+            events.append(
+                _routing_event(
+                    ticket,
+                    "ticket.unassigned",
+                    actor=actor,
+                    from_value=old_assignee,
+                    to_value=None,
+                    via="routing",
+                    reason=why,
+                )
+            )
+        events.append(
+            _routing_event(
+                ticket,
+                "routing.queued",
+                actor=actor,
+                team=ticket.team_id,
+                because=log_steps[-1]["because"] if log_steps else "",
+                reason=why,
+            )
+        )
+        outcome = "queued"
+    if fields:
+        _save(ticket, fields)
+        _publish_ticket("update", ticket, old_team=old_team, old_assignee=old_assignee)
+    _insert_events(events)
+    if chosen is not None and chosen != old_assignee:
+        publish_on_commit(
+            [agent_group(chosen)],
+            {
+                "type": "notice",
+                "op": "assigned",
+                "ticket": ticket.pk,
+                "by": actor.name if actor else "routing",
+                "subject": ticket.subject,
+            },
+        )
+    return RouteResult(
+        ticket.pk,
+        outcome,
+        agent_id=chosen,
+        team_id=ticket.team_id,
+        step=step,
+        steps=log_steps,
+        reason=detail if chosen is not None else (log_steps[-1]["because"] if log_steps else ""),
+    )
+
+
+def route_after_receive(received: Received) -> RouteResult | None:
+    """Route a ticket an inbound message has just created or reopened (on the worker, in the
+    event's transaction). Nothing to do when it has an agent. A routing failure never loses
+    the message: the ticket stays in its team's queue, where take-next and the sweeps find
+    it."""
+    ticket = received.ticket
+    if (
+        ticket is None
+        or received.duplicate
+        or not (received.created_ticket or received.reopened)
+        or ticket.assignee_id is not None
+    ):
+        return None
+    try:
+        return do_route_ticket(ticket.pk)
+    except Exception:
+        # do_route_ticket's savepoint is rolled back; the message and ticket stay.
+        log.exception("routing ticket %s failed; it waits in its team's queue", ticket.pk)
+        return None
+
+
+def do_reroute_stale(*, limit: int = 200) -> list[RouteResult]:
+    """Assigned tickets whose agent went offline, or has left the customer waiting longer
+    than HELPDESK_REROUTE_AFTER_MINUTES since the assignment, go back through routing (the
+    agent is not chosen again). With nobody else eligible, an offline agent's ticket waits
+    in the queue; an online agent keeps theirs, and it is looked at again N minutes later."""
+    minutes = int(getattr(settings, "HELPDESK_REROUTE_AFTER_MINUTES", 10))
+    cutoff = timezone.now() - timedelta(minutes=minutes)
+    kept_lately = TicketEvent.objects.filter(
+        ticket=OuterRef("pk"), verb="routing.kept", created_at__gt=cutoff
+    )
+    ids = list(
+        Ticket.objects.filter(status__in=WORKABLE_STATUSES, assignee__isnull=False)
+        .filter(
+            Q(assignee__presence=_OFFLINE)
+            | Q(waiting_since__lte=cutoff, assigned_at__lte=cutoff)
+        )
+        .exclude(Exists(kept_lately))
+        .order_by(*QUEUE_ORDERING)
+        .values_list("pk", flat=True)[:limit]
+    )
+    results: list[RouteResult] = []
+    for pk in ids:
+        with transaction.atomic():
+            ticket = _lock_for_routing(pk, wait=False)
+            if ticket is None or ticket.status not in WORKABLE_STATUSES or not ticket.assignee_id:
+                continue
+            presence = (
+                Agent.objects.filter(pk=ticket.assignee_id)
+                .values_list("presence", flat=True)
+                .first()
+            )
+            # Checked again under the lock: the agent may have answered or come back.
+            if presence == _OFFLINE:
+                why, keep = "the agent went offline", False
+            elif (
+                ticket.waiting_since is not None
+                and ticket.assigned_at is not None
+                and ticket.waiting_since <= cutoff
+                and ticket.assigned_at <= cutoff
+            ):
+                why, keep = f"no reply within {minutes} minutes", True
+            else:
+                continue
+            results.append(_route_locked(ticket, actor=None, keep=keep, why=why))
+    return results
+
+
+def do_route_waiting_for(agent: Agent | int, *, limit: int | None = None) -> list[Ticket]:
+    """An agent came online or freed capacity: give them the most urgent waiting tickets they
+    may work (their teams, languages and skills), up to their spare capacity, in one
+    transaction. Tickets other transactions hold are skipped."""
+    pk = agent.pk if isinstance(agent, Agent) else agent
+    with transaction.atomic():
+        me = Agent.objects.select_for_update().filter(pk=pk).first()
+        if me is None:
+            raise NotFound(f"agent {pk} does not exist")
+        spare = me.capacity - me.open_count
+        if limit is not None:
+            spare = min(spare, limit)
+        if me.presence != _ONLINE or not me.auto_assign or spare <= 0:
+            return []
+        if not _routing_team_ids(me):
+            return []  # routing never auto-assigns to someone outside every team
+        tickets = list(
+            workable_by(me)
+            .order_by(*QUEUE_ORDERING)
+            .select_for_update(skip_locked=True, of=("self",))[:spare]
+        )
+        if not tickets:
+            return []
+        now = timezone.now()
+        Agent.objects.filter(pk=me.pk).update(
+            open_count=F("open_count") + len(tickets), last_assigned_at=now
+        )
+        events: list[TicketEvent] = []
+        for ticket in tickets:
+            ticket.assignee = me
+            ticket.assigned_at = now
+            _save(ticket, {"assignee", "assigned_at"})
+            events.append(
+                _routing_event(
+                    ticket,
+                    "ticket.assigned",
+                    actor=None,
+                    from_value=None,
+                    to_value=me.pk,
+                    via="routing",
+                    reason="agent available",
+                )
+            )
+            events.append(
+                _routing_event(
+                    ticket,
+                    "routing.assigned",
+                    actor=None,
+                    to_value=me.pk,
+                    step="agent_available",
+                    why="the most urgent waiting ticket this agent may work",
+                )
+            )
+            _publish_ticket("update", ticket)
+            publish_on_commit(
+                [agent_group(me.pk)],
+                {
+                    "type": "notice",
+                    "op": "assigned",
+                    "ticket": ticket.pk,
+                    "by": "routing",
+                    "subject": ticket.subject,
+                },
+            )
+        _insert_events(events)
+    return tickets
+
+
+def do_route_waiting(*, limit: int = 500) -> int:
+    """Periodic: every online agent with spare capacity in a team with waiting tickets gets
+    them, the longest idle agent first. Returns how many tickets were assigned."""
+    teams = set(
+        Ticket.objects.filter(status__in=WORKABLE_STATUSES, assignee__isnull=True)
+        .exclude(team__isnull=True)
+        .values_list("team_id", flat=True)
+        .distinct()
+    )
+    if not teams:
+        return 0
+    agent_ids = list(
+        Agent.objects.filter(
+            presence=_ONLINE,
+            auto_assign=True,
+            open_count__lt=F("capacity"),
+            teams__in=teams,
+        )
+        .order_by(F("last_assigned_at").asc(nulls_first=True), "id")
+        .values_list("pk", flat=True)
+        .distinct()[:limit]
+    )
+    return sum(len(do_route_waiting_for(pk)) for pk in dict.fromkeys(agent_ids))
+
+
+def do_reconcile_open_counts() -> list[dict[str, int]]:
+    """Periodic: set each agent's open_count to their active tickets where it drifted, and
+    record each correction. The agent row is locked before counting, so an assignment or a
+    status change running at the same time is counted exactly once."""
+    actual = dict(
+        Ticket.objects.filter(status__in=ACTIVE_STATUSES, assignee__isnull=False)
+        .values("assignee")
+        .annotate(n=Count("id"))
+        .values_list("assignee", "n")
+    )
+    drifted = [
+        pk
+        for pk, count in Agent.objects.values_list("pk", "open_count")
+        if count != actual.get(pk, 0)
+    ]
+    changes: list[dict[str, int]] = []
+    for pk in drifted:
+        with transaction.atomic():
+            row = Agent.objects.select_for_update().filter(pk=pk).values_list("open_count").first()
+            if row is None:
+                continue
+            real = Ticket.objects.filter(assignee_id=pk, status__in=ACTIVE_STATUSES).count()
+            if real == row[0]:
+                continue
+            Agent.objects.filter(pk=pk).update(open_count=real)
+            TicketEvent.objects.create(
+                actor_kind=AuthorKind.SYSTEM,
+                verb="agent.open_count",
+                from_value=row[0],
+                to_value=real,
+                data={"agent": pk, "reason": "reconciled with the agent's active tickets"},
+            )
+            changes.append({"agent": pk, "from": row[0], "to": real})
+    if changes:
+        log.warning("open_count drifted for %d agents; corrected: %s", len(changes), changes)
+    return changes
+
+
+def do_recompute_agent_stats() -> int:
+    """Periodic: each agent's average first response over HELPDESK_FRT_WINDOW_DAYS (7) and
+    Bayesian-smoothed CSAT, (sum + m * global mean) / (n + m), over
+    HELPDESK_CSAT_WINDOW_DAYS (90) with m = HELPDESK_CSAT_PRIOR_WEIGHT (5), so one survey
+    does not make an agent the best. A first response counts from the moment the ticket
+    became the agent's (routing, take-next, an assignment); a reply that claims an
+    unassigned ticket counts from the ticket's creation. Returns the agents updated."""
+    now = timezone.now()
+    since = now - timedelta(days=int(getattr(settings, "HELPDESK_FRT_WINDOW_DAYS", 7)))
+    replies = list(
+        TicketEvent.objects.filter(
+            verb="message.sent",
+            created_at__gte=since,
+            data__first_response=True,
+            actor__isnull=False,
+            ticket__isnull=False,
+        ).values_list("ticket_id", "actor_id", "created_at")
+    )
+    ticket_ids = sorted({r[0] for r in replies})
+    created: dict[int, datetime] = {}
+    handoffs: dict[int, list[tuple[datetime, Any, Any]]] = {}
+    for start in range(0, len(ticket_ids), 2000):
+        chunk = ticket_ids[start : start + 2000]
+        created.update(Ticket.objects.filter(pk__in=chunk).values_list("pk", "created_at"))
+        for tid, to_value, at, data in TicketEvent.objects.filter(
+            ticket_id__in=chunk, verb="ticket.assigned"
+        ).values_list("ticket_id", "to_value", "created_at", "data"):
+            handoffs.setdefault(tid, []).append((at, to_value, (data or {}).get("via")))
+    seconds: dict[int, list[float]] = {}
+    for tid, agent_id, at in replies:
+        begin = created.get(tid)
+        if begin is None:
+            continue
+        mine = [
+            when
+            for when, to, via in handoffs.get(tid, ())
+            if to == agent_id and when <= at and via != "reply"
+        ]
+        if mine:
+            begin = max(begin, max(mine))
+        seconds.setdefault(agent_id, []).append(max((at - begin).total_seconds(), 0.0))
+
+    csat_since = now - timedelta(days=int(getattr(settings, "HELPDESK_CSAT_WINDOW_DAYS", 90)))
+    prior = float(getattr(settings, "HELPDESK_CSAT_PRIOR_WEIGHT", 5))
+    ratings = SatisfactionRating.objects.filter(created_at__gte=csat_since)
+    overall = ratings.aggregate(total=Sum("score"), n=Count("id"))
+    mean = overall["total"] / overall["n"] if overall["n"] else None
+    per_agent = {
+        a: (total, n)
+        for a, total, n in ratings.filter(agent__isnull=False)
+        .values("agent")
+        .annotate(total=Sum("score"), n=Count("id"))
+        .values_list("agent", "total", "n")
+    }
+    agents = list(Agent.objects.only("pk"))
+    for agent in agents:
+        times = seconds.get(agent.pk)
+        agent.avg_first_response_seconds = sum(times) / len(times) if times else None
+        total, n = per_agent.get(agent.pk, (0, 0))
+        agent.csat_score = (total + prior * mean) / (n + prior) if mean is not None else None
+        agent.csat_count = n
+        agent.stats_updated_at = now
+    Agent.objects.bulk_update(
+        agents,
+        ["avg_first_response_seconds", "csat_score", "csat_count", "stats_updated_at"],
+        batch_size=500,
+    )
+    return len(agents)
+
+
+# =========================================================================== end of routing
+
+
+# =========================================================================== scoring
+#
+# Priority scoring, the conversation's language, aging, and versions of the scoring
+# dictionary (issue 5). The receive path calls _stick_language, _recent_tickets,
+# _set_sentiment and _kept_reasons; the periodic job calls do_age_waiting_tickets.
+# (Imported here rather than in the import block at the top, which other sections share.)
+
+from .models import ScoringConfig  # noqa: E402
+from .priority import (  # noqa: E402
+    ConfigError,
+    aging_minutes,
+    announce_version,
+    current_config,
+    validate_config,
+)
+
+# Reasons a new message's score does not replace: they explain a level the score did not set.
+# Reasons a new message's rescoring keeps: earlier aging, a person's choice, a routing rule.
+KEPT_REASONS = ("aging", "manual", "routing")
+
+
+def _stick_language(ticket: Ticket, detection: Detection, events: list[TicketEvent]) -> set[str]:
+    """Set the conversation's language when unknown; switch it only on a decisive message
+    (long, confidently another configured language), recorded as an event. "ok" never does."""
+    language = conversation_language(ticket.language, detection)
+    if language == ticket.language:
+        return set()
+    if ticket.language:
+        events.append(
+            _new_event(
+                "ticket.language",
+                ticket=ticket,
+                from_value=ticket.language,
+                to_value=language,
+                letters=detection.letters,
+                confidence=round(detection.confidence, 3),
+            )
+        )
+    ticket.language = language
+    return {"language"}
+
+
+def _recent_tickets(ticket: Ticket, contact: Contact) -> int:
+    """The contact's tickets in the scoring window ("history.days"), this one included.
+
+    One indexed count when a ticket opens for a contact we already knew; none for a contact
+    created by this message (it has no other tickets) and none for a follow-up, which reuses
+    the count its ticket opened with."""
+    if ticket.pk is not None:
+        reasons = ticket.priority_reasons
+        counts = [int(r.get("tickets", 0)) for r in reasons if r.get("signal") == "history"]
+        return max(counts, default=0)
+    if contact.created_at >= ticket.created_at:
+        return 1
+    history = current_config().data["history"]
+    if not history["points"]:
+        return 0
+    since = ticket.created_at - timedelta(days=history["days"])
+    return Ticket.objects.filter(contact_id=contact.pk, created_at__gte=since).count() + 1
+
+
+def _set_sentiment(ticket: Ticket, sentiment: int) -> set[str]:
+    """The ticket's sentiment is its most negative message so far (0: none), for routing."""
+    if ticket.pk is None:
+        ticket.sentiment = sentiment
+        return set()
+    if sentiment > ticket.sentiment:
+        ticket.sentiment = sentiment
+        return {"sentiment"}
+    return set()
+
+
+def _kept_reasons(ticket: Ticket) -> list[dict[str, Any]]:
+    if ticket.pk is None:
+        return []
+    return [r for r in ticket.priority_reasons if r.get("signal") in KEPT_REASONS]
+
+
+def _waited(minutes: int) -> str:
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} days"
+
+
+def do_age_waiting_tickets(*, now: datetime | None = None, batch: int = 200) -> int:
+    """Raise by one level every active ticket whose customer has waited longer than the
+    configured minutes for its level ("aging" in the scoring config), so a low ticket cannot
+    starve behind a steady stream of normal ones. Returns how many were raised.
+
+    Why a periodic job and not aging inside the queue's ORDER BY: the queue order
+    (priority desc, sla_due_at, waiting_since, id) is what the partial indexes and keyset
+    pages are built on; an expression over the waiting time would defeat both. Raising the
+    stored level keeps every queue page an index scan, and the change is visible and
+    explained (an "aging" reason, a ticket.priority event). Within a level the SLA deadline
+    already puts the longest-waiting first. SLA due times stay as promised at the original
+    level (aging reorders work; it does not move deadlines). A level a person chose
+    (priority_locked) is left alone. Levels are taken from the top down, so one run raises
+    a ticket at most one level; tickets locked by another transaction wait for the next run.
+    """
+    now = now or timezone.now()
+    raised = 0
+    for level, minutes in sorted(aging_minutes().items(), reverse=True):
+        if level >= Priority.URGENT:
+            continue
+        cutoff = now - timedelta(minutes=minutes)
+        done: set[int] = set()
+        while True:
+            with transaction.atomic():
+                tickets = list(
+                    Ticket.objects.select_for_update(skip_locked=True)
+                    .filter(
+                        status__in=ACTIVE_STATUSES,
+                        priority=level,
+                        priority_locked=False,
+                        waiting_since__lte=cutoff,
+                    )
+                    .exclude(pk__in=done)
+                    .order_by("waiting_since", "id")[:batch]
+                )
+                events = [_age_ticket(ticket, now) for ticket in tickets]
+                TicketEvent.objects.bulk_create(events)
+            done.update(t.pk for t in tickets)
+            raised += len(tickets)
+            if len(tickets) < batch:
+                break
+    return raised
+
+
+def _age_ticket(ticket: Ticket, now: datetime) -> TicketEvent:
+    old = ticket.priority
+    ticket.priority = old + 1
+    minutes = int((now - (ticket.waiting_since or now)).total_seconds() // 60)
+    ticket.priority_reasons = [
+        *ticket.priority_reasons,
+        {
+            "signal": "aging",
+            "detail": f"waiting {_waited(minutes)}: {Priority(old).label} → "
+            f"{Priority(ticket.priority).label}",
+            "points": 0,
+        },
+    ]
+    _save(ticket, {"priority", "priority_reasons"})
+    _publish_ticket("update", ticket)
+    return _new_event(
+        "ticket.priority",
+        ticket=ticket,
+        actor_kind=AuthorKind.SYSTEM,
+        from_value=Priority(old).label,
+        to_value=Priority(ticket.priority).label,
+        reason="aging",
+        waited_minutes=minutes,
+    )
+
+
+def check_scoring_admin(agent: Agent) -> None:
+    if not agent.is_admin:
+        raise Forbidden("only admins may change the scoring configuration")
+
+
+def do_save_scoring_config(data: Any, *, actor: Agent | None, note: str = "") -> ScoringConfig:
+    """Save `data` as the next version; it applies to messages received from then on (every
+    process notices within HELPDESK_SCORING_CHECK_SECONDS). Versions are never edited."""
+    if actor is not None:
+        check_scoring_admin(actor)
+    note = check_text(note, what="note", allow_empty=True)[:200]
+    try:
+        data = validate_config(data)
+    except ConfigError as exc:
+        raise InvalidInput(str(exc), field="data") from exc
+    try:
+        with transaction.atomic():
+            # Two saves at once pick the same number; the unique constraint refuses one.
+            versions = ScoringConfig.objects.order_by("-version")
+            latest = versions.values_list("version", flat=True).first()
+            config = ScoringConfig.objects.create(
+                version=(latest or 0) + 1, data=data, note=note, created_by=actor
+            )
+            version = config.version
+            transaction.on_commit(lambda: announce_version(version))
+    except IntegrityError as exc:  # another admin saved the same version number first
+        raise Conflict("another version was saved a moment ago; reload and try again") from exc
+    return config
+
+
+def do_restore_scoring_config(
+    version: int, *, actor: Agent | None, note: str = ""
+) -> ScoringConfig:
+    """Save an old version's data again as the newest version."""
+    if actor is not None:
+        check_scoring_admin(actor)
+    old = ScoringConfig.objects.filter(version=version).first()
+    if old is None:
+        raise NotFound(f"scoring version {version} does not exist")
+    return do_save_scoring_config(old.data, actor=actor, note=note or f"restored version {version}")

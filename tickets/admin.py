@@ -8,27 +8,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import actions
+from channels_in.models import ChannelKind
+
+from . import actions, sla
 from .errors import ActionError
 from .models import (
     AccountNumber,
     Agent,
     AgentSkill,
     Attachment,
+    BusinessHours,
     Call,
     CannedResponse,
     Contact,
     ContactMerge,
     Delivery,
+    Holiday,
     Identity,
     Message,
     Skill,
+    SlaPolicy,
     Status,
     Tag,
     Team,
@@ -277,3 +284,174 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class ContactMergeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "source", "target", "actor", "reason", "created_at", "undone_at")
     list_select_related = ("source", "target", "actor__user")
+
+
+# --------------------------------------------------------------------------- SLA
+
+
+class SlaPolicyForm(forms.ModelForm):
+    channel_kind = forms.ChoiceField(
+        choices=[("", "Any channel"), *ChannelKind.choices], required=False
+    )
+
+    class Meta:
+        model = SlaPolicy
+        fields = [
+            "name",
+            "position",
+            "is_active",
+            "priority",
+            "channel_kind",
+            "team",
+            "first_response_minutes",
+            "resolution_minutes",
+            "business_hours_only",
+            "escalation",
+        ]
+        help_texts = {
+            "escalation": 'e.g. {"at_risk_minutes": 15, "on_at_risk": ["notify_supervisor"], '
+            '"on_breach": ["notify_supervisor", "raise_priority", "reassign"]}; missing keys '
+            "take the site's defaults.",
+        }
+
+    def clean_escalation(self) -> dict[str, Any]:
+        return sla.validate_escalation(self.cleaned_data.get("escalation"))
+
+    def _minutes(self, name: str) -> int:
+        value = self.cleaned_data.get(name)
+        if value is not None and value < 1:
+            raise ValidationError("a target must be at least 1 minute")
+        return value
+
+    def clean_first_response_minutes(self) -> int:
+        return self._minutes("first_response_minutes")
+
+    def clean_resolution_minutes(self) -> int:
+        return self._minutes("resolution_minutes")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        first, resolution = data.get("first_response_minutes"), data.get("resolution_minutes")
+        if first and resolution and resolution < first:
+            self.add_error(
+                "resolution_minutes",
+                f"the resolution target ({resolution} min) is shorter than the first-response "
+                f"target ({first} min)",
+            )
+        return data
+
+
+@admin.register(SlaPolicy)
+class SlaPolicyAdmin(admin.ModelAdmin):
+    """The first active policy by position whose conditions match a ticket applies."""
+
+    form = SlaPolicyForm
+    list_display = (
+        "name",
+        "position",
+        "is_active",
+        "priority",
+        "channel_kind",
+        "team",
+        "first_response_minutes",
+        "resolution_minutes",
+        "business_hours_only",
+    )
+    list_filter = ("is_active", "priority", "channel_kind", "team", "business_hours_only")
+    list_select_related = ("team",)
+    search_fields = ("name",)
+
+
+class BusinessHoursForm(forms.ModelForm):
+    class Meta:
+        model = BusinessHours
+        fields = ["name", "timezone", "week"]
+        help_texts = {
+            "week": 'e.g. {"mon": [["08:00", "12:00"], ["13:00", "17:00"]], "sat": [], ...}; '
+            'ranges never wrap past midnight: a night shift is mon ["22:00", "24:00"] '
+            'and tue ["00:00", "06:00"].',
+            "timezone": "An IANA name, e.g. Europe/Vilnius.",
+        }
+
+    def clean_timezone(self) -> str:
+        return sla.validate_timezone(self.cleaned_data.get("timezone"))
+
+    def clean_week(self) -> dict[str, list[list[str]]]:
+        return sla.validate_week(self.cleaned_data.get("week"))
+
+
+class HolidayInline(admin.TabularInline):
+    model = Holiday
+    extra = 1
+
+
+@admin.register(BusinessHours)
+class BusinessHoursAdmin(admin.ModelAdmin):
+    form = BusinessHoursForm
+    list_display = ("name", "timezone", "used_by")
+    search_fields = ("name",)
+    inlines = (HolidayInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BusinessHours]:
+        return super().get_queryset(request).prefetch_related("teams")
+
+    @admin.display(description="Teams")
+    def used_by(self, obj: BusinessHours) -> str:
+        return ", ".join(team.name for team in obj.teams.all())
+
+
+# --------------------------------------------------------------------------- routing rules
+# (Imported here rather than in the import block at the top, which other sections share.)
+
+from django import forms as _forms  # noqa: E402
+from django.utils import timezone as _timezone  # noqa: E402
+
+from .models import RoutingRule  # noqa: E402
+from .routing import RuleError, validate_actions, validate_conditions  # noqa: E402
+
+
+class RoutingRuleForm(_forms.ModelForm):
+    """The same checks as the API: the rule format is documented in tickets.routing."""
+
+    class Meta:
+        model = RoutingRule
+        fields = ("name", "position", "is_active", "conditions", "actions", "stop")
+
+    def clean_conditions(self) -> dict[str, Any]:
+        try:
+            return validate_conditions(self.cleaned_data.get("conditions") or {})
+        except RuleError as exc:
+            raise _forms.ValidationError(exc.message) from exc
+
+    def clean_actions(self) -> dict[str, Any]:
+        try:
+            return validate_actions(self.cleaned_data.get("actions"))
+        except RuleError as exc:
+            raise _forms.ValidationError(exc.message) from exc
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    form = RoutingRuleForm
+    list_display = ("name", "position", "is_active", "stop", "updated_at")
+    list_editable = ("position", "is_active")
+    list_filter = ("is_active",)
+    search_fields = ("name",)
+    ordering = ("position", "id")
+
+    def save_model(self, request: HttpRequest, obj: RoutingRule, form: Any, change: bool) -> None:
+        obj.updated_at = _timezone.now()
+        super().save_model(request, obj, form, change)
+
+
+# --------------------------------------------------------------------------- scoring
+# Read-only history: versions are immutable and saved from the scoring page (validated there).
+
+from .models import ScoringConfig  # noqa: E402
+
+
+@admin.register(ScoringConfig)
+class ScoringConfigAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("version", "note", "created_by", "created_at")
+    list_select_related = ("created_by__user",)
+    ordering = ("-version",)

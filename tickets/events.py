@@ -161,3 +161,45 @@ class _Publisher:
 def _log_failure(future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("live event not published: %s", future.exception())
+
+
+# --------------------------------------------------------------------------- live: presence,
+# viewing, typing (helpers only; published by tickets.actions like every other event)
+
+
+def presence_groups(agent_id: int, team_ids: Iterable[int]) -> set[str]:
+    """Who hears about an agent's presence: supervisors, the agent's teammates, and the
+    agent's own other tabs (so every open page shows the same status)."""
+    return {QUEUE_GROUP, agent_group(agent_id), *(team_group(t) for t in team_ids)}
+
+
+def presence_event(
+    agent_id: int, name: str, status: str, *, reason: str, at: str, version: int
+) -> dict[str, Any]:
+    """`version` is the PresenceLog row's id: increasing per agent, so a client keeps the
+    newest status whatever order two changes arrive in."""
+    return {
+        "type": "presence",
+        "op": "update",
+        "agent": {"id": agent_id, "name": name},
+        "status": status,
+        "reason": reason,
+        "at": at,
+        "version": version,
+    }
+
+
+def ephemeral_event(
+    kind: str, op: str, ticket_id: int, agent_id: int, name: str, *, ttl: int, version: int
+) -> dict[str, Any]:
+    """Someone viewing or typing on a ticket page. Never stored: the client forgets it after
+    `ttl` seconds unless it is repeated, so a closed tab or a crashed browser cannot leave a
+    ghost. `version` is a millisecond clock, to drop a late "stop" that overtook a "start"."""
+    return {
+        "type": kind,
+        "op": op,
+        "ticket": ticket_id,
+        "agent": {"id": agent_id, "name": name},
+        "ttl": ttl,
+        "version": version,
+    }

@@ -65,6 +65,16 @@ def matching_contacts(text: str) -> list[int] | QuerySet[Any]:
     ).values("id")
 
 
+def filter_status(qs: QuerySet[Ticket], value: list[str]) -> QuerySet[Ticket]:
+    """`status` values: statuses, "active" (new, open, pending) or "all"."""
+    if "all" in value:
+        return qs
+    statuses = set(value) - {"active"}
+    if "active" in value:
+        statuses |= set(ACTIVE_STATUSES)
+    return qs.filter(status__in=sorted(statuses))
+
+
 class CSVField(forms.CharField):
     def __init__(self, *, choices: list[str] | None = None, **kwargs: Any) -> None:
         self.allowed = choices
@@ -139,12 +149,7 @@ class TicketFilter(django_filters.FilterSet):
         return qs
 
     def filter_status(self, qs: QuerySet[Ticket], name: str, value: list[str]) -> QuerySet[Ticket]:
-        if "all" in value:
-            return qs
-        statuses = set(value) - {"active"}
-        if "active" in value:
-            statuses |= set(ACTIVE_STATUSES)
-        return qs.filter(status__in=sorted(statuses))
+        return filter_status(qs, value)
 
     def filter_priority(
         self, qs: QuerySet[Ticket], name: str, value: list[str]

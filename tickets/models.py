@@ -367,6 +367,10 @@ class Ticket(models.Model):
                 fields=["contact", "channel", "thread_key", "-id"], name="ticket_thread_idx"
             ),
             models.Index(fields=["status", "resolved_at"], name="ticket_resolved_idx"),
+            # The queue page's tab counts for an agent: (their teams OR assigned to them) per
+            # status, each counted up to a cap.
+            models.Index(fields=["team", "status"], name="ticket_team_status_idx"),
+            models.Index(fields=["assignee", "status"], name="ticket_assignee_status_idx"),
             models.Index(fields=["created_at"], name="ticket_created_idx"),
         ]
 

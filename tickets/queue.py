@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import F, Q, QuerySet
 
-from .models import ACTIVE_STATUSES, WORKABLE_STATUSES, Agent, Skill, Ticket
+from .models import ACTIVE_STATUSES, WORKABLE_STATUSES, Agent, Presence, Skill, Ticket
 
 # Most urgent level first, then the nearest SLA deadline, then who has waited longest.
 # Matches the partial indexes on Ticket exactly, so a page is an index range scan.
@@ -57,9 +57,22 @@ def can_work_team(agent: Agent, team_id: int | None) -> bool:
     return agent.is_supervisor or team_id is None or team_id in team_ids(agent)
 
 
+def is_available(agent: Agent) -> bool:
+    """May this agent be given work now? Only online agents: away and offline agents get
+    nothing from take-next or routing (presence is kept by tickets.actions)."""
+    return agent.presence == Presence.ONLINE
+
+
+def available_agents(qs: QuerySet[Agent] | None = None) -> QuerySet[Agent]:
+    """The agents routing may pick from: the online ones."""
+    return (Agent.objects.all() if qs is None else qs).filter(presence=Presence.ONLINE)
+
+
 def workable_by(agent: Agent) -> QuerySet[Ticket]:
     """Unassigned tickets the agent may take: their teams, a language they answer in, and
-    every required skill."""
+    every required skill; nothing while they are away or offline."""
+    if not is_available(agent):
+        return Ticket.objects.none()
     qs = Ticket.objects.filter(status__in=WORKABLE_STATUSES, assignee__isnull=True)
     teams = team_ids(agent)
     if agent.is_supervisor and not teams:

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import live_views, scoring_views, views
+from .attachments import download as attachment_download
 
 urlpatterns = [
     path(
@@ -15,8 +16,10 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.queue, name="queue"),
+    path("scoring/", scoring_views.scoring, name="scoring"),
     path("take-next/", views.take_next, name="take-next"),
     path("tickets/<int:pk>/", views.ticket_detail, name="ticket"),
+    path("attachments/<int:pk>/", attachment_download, name="attachment"),
     path("tickets/<int:pk>/reply/", views.ticket_reply, name="ticket-reply"),
     path("tickets/<int:pk>/status/", views.ticket_status, name="ticket-status"),
     path("tickets/<int:pk>/assign/", views.ticket_assign, name="ticket-assign"),
@@ -31,4 +34,9 @@ urlpatterns = [
         views.ticket_unmerge,
         name="ticket-unmerge",
     ),
+    # Live pages (static/js/live.js): fragments and state for live updates and re-sync.
+    path("live/queue/rows/", live_views.queue_rows, name="live-queue-rows"),
+    path("live/agents/", live_views.agents, name="live-agents"),
+    path("live/presence/", live_views.set_presence, name="live-presence"),
+    path("live/tickets/<int:pk>/messages/", live_views.ticket_messages, name="live-messages"),
 ]

@@ -28,9 +28,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from channels_in.models import ChannelKind
 
-from . import actions
+from . import actions, rows
 from .errors import ActionError, Forbidden
-from .filters import TicketFilter
+from .filters import TicketFilter, filter_status
 from .forms import (
     AssignForm,
     CallForm,
@@ -69,10 +69,11 @@ View = Callable[..., HttpResponse]
 COUNT_CAP = 1000
 COUNTED_STATUSES = tuple(Status.values)
 STATUS_TABS = ("active", *COUNTED_STATUSES, "all")
-QUEUE_PAGE_SIZE = 50
+QUEUE_PAGE_SIZE = 25
 THREAD_LIMIT = 200
 TIMELINE_TICKETS = 30
 TIMELINE_MESSAGES = 120
+TIMELINE_MESSAGES_PER_TICKET = 20
 TIMELINE_CALLS = 30
 
 
@@ -181,7 +182,7 @@ def queue(request: HttpRequest, me: Agent) -> HttpResponse:
     status = _status_from(request.GET.get("status", ""), errors)
 
     # One filter pass over every status: the tab counts and the rows share it.
-    filterset, base = _filtered(me, values, errors)
+    base = _filtered(me, values, errors)
 
     counts = capped_counts(base, COUNTED_STATUSES, COUNT_CAP)
     tabs = [Tab(key, label, active=key == status) for key, label in _tab_labels()]
@@ -194,10 +195,8 @@ def queue(request: HttpRequest, me: Agent) -> HttpResponse:
             tab.count = _count_label(counts[tab.key])
 
     if status != "all":
-        base = filterset.filter_status(base, "status", [status])
-    rows_qs = base.select_related("channel", "contact", "team", "assignee__user").prefetch_related(
-        "tags"
-    )
+        base = filter_status(base, [status])
+    rows_qs = rows.row_queryset(base)
     try:
         size = page_size(request.GET.get("size"), default=QUEUE_PAGE_SIZE)
         page = paginate(rows_qs, cursor=request.GET.get("cursor") or None, size=size)
@@ -205,6 +204,7 @@ def queue(request: HttpRequest, me: Agent) -> HttpResponse:
         errors.append(exc.message)
         size = QUEUE_PAGE_SIZE
         page = paginate(rows_qs, cursor=None, size=size)
+    rows.render_rows(rows.prepare(page.rows), now)
 
     context = {
         "page": page,
@@ -212,7 +212,9 @@ def queue(request: HttpRequest, me: Agent) -> HttpResponse:
         "tabs": tabs,
         "status": status,
         "filters": QueueFilters(
-            values=values, teams=list(Team.objects.order_by("name")), errors=errors
+            values=values,
+            teams=sorted(rows.REFS.current().teams.values(), key=lambda t: t.name),
+            errors=errors,
         ),
         "priorities": [p.label for p in sorted(Priority, reverse=True)],
         "channel_kinds": ChannelKind.choices,
@@ -223,12 +225,12 @@ def queue(request: HttpRequest, me: Agent) -> HttpResponse:
     return render(request, "tickets/queue.html", context)
 
 
-def _filtered(
-    me: Agent, values: dict[str, str], errors: list[str]
-) -> tuple[TicketFilter, QuerySet[Ticket]]:
+def _filtered(me: Agent, values: dict[str, str], errors: list[str]) -> QuerySet[Ticket]:
     """The visible tickets of every status, narrowed by the valid filters. A bad value is
     reported and dropped; the other filters still apply."""
     visible = Ticket.objects.filter(visible_filter(me))
+    if not any(values.values()):
+        return visible  # the plain queue: no filterset to build and validate
     for _ in range(len(FILTER_KEYS) + 1):
         data = {k: v for k, v in values.items() if v}
         data["status"] = "all"
@@ -238,7 +240,7 @@ def _filtered(
                 errors.extend(f"{name}: {e}" for e in field_errors)
                 values[name] = ""
         try:
-            return filterset, filterset.qs
+            return filterset.qs
         except forms.ValidationError as exc:
             # Filter methods judge some values themselves (an unknown language).
             errors.extend(exc.messages)
@@ -300,6 +302,8 @@ def canned_responses_for(me: Agent, ticket: Ticket, values: dict[str, str]) -> l
             "shortcut": row.shortcut,
             "title": row.title,
             "language": row.language,
+            # The type-ahead lists the agent's own teams' templates before global ones.
+            "team": row.team_id is not None,
             "body": fill_variables(row.body, values),
         }
         for row in sorted(best.values(), key=lambda r: r.shortcut)
@@ -308,13 +312,23 @@ def canned_responses_for(me: Agent, ticket: Ticket, values: dict[str, str]) -> l
 
 @dataclass
 class TimelineItem:
-    kind: str  # "ticket" or "call"
+    kind: str  # "ticket", "call", or what a TIMELINE_SOURCES function adds (e.g. "bot")
     at: datetime
     ticket: Ticket | None = None
     visible: bool = False
     current: bool = False
     messages: list[Message] = field(default_factory=list)
     call: Call | None = None
+    # For items from TIMELINE_SOURCES: a title and a text, shown escaped.
+    title: str = ""
+    text: str = ""
+
+
+# The hook for other kinds of history on the customer timeline: each function takes the
+# viewing agent and the contact and returns TimelineItems (newest first or not: the timeline
+# sorts). Bot sessions go here once the bots app has them (kind "bot", title like "Bot: meter
+# reading, handed to an agent", text the outcome); it appends its function at startup.
+TIMELINE_SOURCES: list[Callable[[Agent, Contact], list[TimelineItem]]] = []
 
 
 def contact_timeline(
@@ -347,12 +361,14 @@ def contact_timeline(
             ticket=t,
             visible=can_see(me, t),
             current=t.pk == current.pk,
-            messages=list(reversed(by_ticket.get(t.pk, [])[:6])),
+            messages=list(reversed(by_ticket.get(t.pk, [])[:TIMELINE_MESSAGES_PER_TICKET])),
         )
         for t in tickets
     ]
     calls = contact.calls.select_related("agent__user").order_by("-started_at")[:TIMELINE_CALLS]
     items += [TimelineItem(kind="call", at=c.started_at, call=c) for c in calls]
+    for source in TIMELINE_SOURCES:
+        items += source(me, contact)
     items.sort(key=lambda i: i.at, reverse=True)
     return items, more
 

@@ -61,6 +61,7 @@ from ..base import (
     constant_time_equal,
 )
 from ..http import base_url, classify, client
+from ..media import download, origin
 from ..models import Channel
 from ..registry import register
 
@@ -350,3 +351,16 @@ class SmsAdapter(Adapter):
             permanent=code in PERMANENT_CODES or not transient,
             code=code,
         )
+
+    def fetch_media(self, channel: Channel, source_url: str) -> tuple[bytes, str, str | None]:
+        """MediaUrlN points at the Message's Media resource on api.twilio.com, which answers
+        with a redirect to the file; with "HTTP Basic Auth for media" on, it wants the
+        account's credentials (https://www.twilio.com/docs/messaging/api/media-resource).
+        They go to Twilio's own origin only: never to another host a payload names, and
+        never across the redirect to the file's storage."""
+        account = str(channel.credentials.get("account_sid") or "")
+        token = str(channel.credentials.get("auth_token") or "")
+        if not account or not token or origin(source_url) != origin(base_url("sms")):
+            return super().fetch_media(channel, source_url)
+        basic = base64.b64encode(f"{account}:{token}".encode()).decode()
+        return download(source_url, auth=lambda _url: {"Authorization": f"Basic {basic}"})

@@ -12,11 +12,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from django.http import HttpRequest
 
 from ..base import (
     Adapter,
     Edit,
+    FetchError,
     Ignored,
     InboundAttachment,
     InboundMessage,
@@ -29,6 +31,7 @@ from ..base import (
     constant_time_equal,
 )
 from ..http import base_url, classify, client
+from ..media import download, raise_for_api, request_failed
 from ..models import Channel
 from ..registry import register
 
@@ -235,6 +238,35 @@ class TelegramAdapter(Adapter):
         if not data.get("ok"):
             raise SendError(f"Telegram: {data.get('description', 'not ok')}", permanent=True)
         return f"{out.recipient}:{data['result']['message_id']}"
+
+    def fetch_media(self, channel: Channel, source_url: str) -> tuple[bytes, str, str | None]:
+        """`telegram-file:<file_id>`: getFile names the file's path, then the file server
+        serves it (https://core.telegram.org/bots/api#getfile). Both URLs carry the bot
+        token, so neither ever appears in an error."""
+        if not source_url.startswith("telegram-file:"):
+            return super().fetch_media(channel, source_url)
+        file_id = source_url.removeprefix("telegram-file:")
+        token = str(channel.credentials.get("bot_token") or "")
+        if not token:
+            raise FetchError("the channel has no bot_token", permanent=True)
+        if not file_id:
+            raise FetchError("the update named no file", permanent=True)
+        api = base_url("telegram")
+        try:
+            response = client().get(f"{api}/bot{token}/getFile", params={"file_id": file_id})
+        except httpx.HTTPError as exc:
+            raise request_failed(exc, "Telegram") from exc
+        # Bots may download files up to 20 MB: a bigger one is a 400 "file is too big".
+        raise_for_api(response, "Telegram getFile")
+        try:
+            path = str(response.json()["result"]["file_path"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FetchError(
+                "Telegram getFile answered without a file_path", permanent=False
+            ) from exc
+        content, content_type, _ = download(f"{api}/file/bot{token}/{path.lstrip('/')}")
+        # "photos/file_12.jpg": a photo has no name of its own, but its path has the extension.
+        return content, content_type, path.rsplit("/", 1)[-1] or None
 
 
 def _default_type(field: str) -> str:

@@ -36,6 +36,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..base import (
     Adapter,
+    FetchError,
     Ignored,
     InboundAttachment,
     InboundMessage,
@@ -50,6 +51,7 @@ from ..base import (
     constant_time_equal,
 )
 from ..http import base_url, classify, client
+from ..media import download, origin
 from ..models import Channel
 from ..registry import register
 from .length import MAX_WEIGHTED_LENGTH, weighted_length
@@ -495,3 +497,36 @@ class XAdapter(Adapter):
         except ValueError as exc:
             raise SendError(f"{what}: the answer is not JSON", permanent=False) from exc
         return data if isinstance(data, dict) else {}
+
+    def fetch_media(self, channel: Channel, source_url: str) -> tuple[bytes, str, str | None]:
+        """Photos in direct messages live on ton.twitter.com and are served only to a GET
+        signed with the brand's OAuth 1.0a user token
+        (https://developer.x.com/en/docs/direct-messages/message-attachments/guides/retrieving-media);
+        other media (public posts, video variants on video.twimg.com) are plain URLs, fetched
+        unsigned, so no signature is ever sent to a host a payload names."""
+        parsed = origin(source_url)
+        signed_hosts = {("https", "ton.twitter.com", 443), origin(base_url("x"))}
+        if parsed is None or parsed not in signed_hosts:
+            return super().fetch_media(channel, source_url)
+        creds = channel.credentials
+        names = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+        if not all(creds.get(name) for name in names):
+            raise FetchError(
+                "the channel needs consumer_key, consumer_secret, access_token and "
+                "access_token_secret to fetch direct message media",
+                permanent=True,
+            )
+
+        def sign(url: str) -> dict[str, str]:
+            return {
+                "Authorization": authorization_header(
+                    "GET",
+                    url,
+                    consumer_key=str(creds["consumer_key"]),
+                    consumer_secret=str(creds["consumer_secret"]),
+                    token=str(creds["access_token"]),
+                    token_secret=str(creds["access_token_secret"]),
+                )
+            }
+
+        return download(source_url, auth=sign)

@@ -124,7 +124,8 @@ def test_it_shows_the_thread_oldest_first_with_notes_authors_and_attachments(
         "name": "pole.jpg",
         "content_type": "image/jpeg",
         "size": 6,
-        "url": f"http://testserver{stored.file.url}",
+        # Served by the authorized download view, never straight from MEDIA_ROOT.
+        "url": f"http://testserver/attachments/{stored.pk}/",
     }
 
 

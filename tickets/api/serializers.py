@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 from django.utils.text import slugify
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -169,7 +170,9 @@ class AttachmentSerializer(serializers.Serializer):
         # Not stored yet (the worker fetches platform media later): no link to offer.
         if not attachment.file:
             return None
-        url = attachment.file.url
+        # The authorized download view, never the media directory: staff who may see the
+        # ticket only (tickets.attachments).
+        url = reverse("attachment", args=[attachment.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request is not None else url
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
-from django.urls import Resolver404, URLPattern, URLResolver, path, re_path, resolve
+from django.urls import Resolver404, URLPattern, URLResolver, include, path, re_path, resolve
 from rest_framework.routers import SimpleRouter
 
 from .auth import TokenView
@@ -16,6 +16,7 @@ from .config import (
 )
 from .contacts import ContactMergeViewSet, ContactViewSet
 from .errors import error_body
+from .sla import register as register_sla
 from .views import TicketViewSet
 
 router = SimpleRouter()
@@ -28,6 +29,7 @@ router.register("agents", AgentViewSet, basename="agent")
 router.register("tags", TagViewSet, basename="tag")
 router.register("canned-responses", CannedResponseViewSet, basename="canned-response")
 router.register("channels", ChannelViewSet, basename="channel")
+register_sla(router)  # sla-policies, business-hours
 
 
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
@@ -44,6 +46,9 @@ def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
+    path("scoring/", include("tickets.api.scoring")),  # scoring config, versions, preview
+    path("", include("tickets.api.routing")),  # routing-rules, skills, tickets/<id>/route/
+    path("", include("channels_in.api")),  # deliveries (dead letters), inbound events
     *router.urls,
     re_path(r"^(?P<rest>.*)$", not_found, name="api-not-found"),
 ]

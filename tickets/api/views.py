@@ -17,9 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tickets import actions
+from tickets import rows as rows_module
 from tickets.errors import InvalidInput, NotFound
 from tickets.filters import TicketFilter
-from tickets.models import Agent, Attachment, Message, Tag, Team, Ticket
+from tickets.models import ACTIVE_STATUSES, Agent, Attachment, Message, Tag, Team, Ticket
 from tickets.queue import visible_filter
 
 from .common import PARSERS, StaffAPIMixin, parse_id, validated
@@ -47,6 +48,13 @@ ATTACHMENTS = Prefetch("attachments", queryset=Attachment.objects.order_by("id")
 
 class TicketFilterBackend(DjangoFilterBackend):
     """django-filter with the calling agent handed to TicketFilter (for `assignee=me`)."""
+
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+        # The default queue (no filter at all) is most requests: skip building and validating
+        # a filterset for nothing (~1.5 ms of a 25-row page).
+        if not any(name in request.query_params for name in TicketFilter.base_filters):
+            return queryset.filter(status__in=ACTIVE_STATUSES)
+        return super().filter_queryset(request, queryset, view)
 
     def get_filterset_kwargs(
         self, request: Request, queryset: QuerySet[Any], view: Any
@@ -103,10 +111,10 @@ class TicketViewSet(StaffAPIMixin, viewsets.GenericViewSet):
         return Ticket.objects.filter(visible_filter(self.agent)).select_related(*TICKET_RELATED)
 
     def list(self, request: Request) -> Response:
-        queryset = self.filter_queryset(self.get_queryset())
-        rows = self.paginate_queryset(queryset)
-        prefetch_related_objects(rows, TAGS)
-        return self.get_paginated_response(TicketSerializer(rows, many=True).data)
+        # The fast path of tickets.rows: no joins but the contact, no serializer per row.
+        queryset = self.filter_queryset(Ticket.objects.filter(visible_filter(self.agent)))
+        rows = rows_module.prepare(self.paginate_queryset(rows_module.row_queryset(queryset)))
+        return self.get_paginated_response([rows_module.api_row(t) for t in rows])
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(TicketDetailSerializer(self.get_ticket(pk)).data)

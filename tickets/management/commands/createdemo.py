@@ -61,7 +61,7 @@ class Command(BaseCommand):
             raise CommandError("--tickets must be zero or more")
         if Agent.objects.exists():
             if options["if_empty"]:
-                self.stdout.write("Demo data already there (the database has agents).")
+                self.stdout.write("Demo data not created: the database already has agents.")
                 if Agent.objects.filter(user__username="alice").exists():
                     self.logins()
                 return
