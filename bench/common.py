@@ -1,0 +1,449 @@
+"""Helpers shared by the benchmarks: the bench database, gunicorn, a concurrent HTTP load
+generator, percentiles, the machine's description and bench/RESULTS.md.
+
+Benchmarks run the project as production does (gunicorn, PostgreSQL, pooled connections) and
+talk to it over real HTTP; nothing here imports the project, so a benchmark may set up the
+environment before Django is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+RESULTS_FILE = BENCH_DIR / "RESULTS.md"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+
+PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5432"))
+PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def database_url(dbname: str) -> str:
+    return f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
+
+
+def connect(dbname: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname, autocommit=autocommit
+    )
+
+
+def database_exists(dbname: str) -> bool:
+    with connect("postgres") as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+    return row is not None
+
+
+def create_database(dbname: str, *, drop_first: bool = False) -> None:
+    """Create `dbname` (dropping it first if asked). Only ever called with a bench database:
+    the other engineers' databases are never named here."""
+    if not dbname.startswith("helpdesk_bench"):
+        raise ValueError(f"refusing to create or drop {dbname!r}: not a bench database")
+    ident = psycopg.sql.Identifier(dbname)
+    with connect("postgres") as conn:
+        if drop_first:
+            conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        if not database_exists(dbname):
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(ident))
+
+
+def postgres_version() -> str:
+    with connect("postgres") as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def project_env(**overrides: str) -> dict[str, str]:
+    """The environment for a project process: the caller's, minus anything that would point
+    it at another engineer's database or Redis, plus `overrides`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(overrides)
+    return env
+
+
+def manage(args: Sequence[str], env: dict[str, str]) -> None:
+    subprocess.run([str(PYTHON), "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gunicorn:
+    """`gunicorn helpdesk.wsgi:application` on 127.0.0.1 and a free port, as a context
+    manager that always stops it (also on Ctrl-C and errors)."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 2,
+        port: int | None = None,
+        log_path: Path | None = None,
+        access_log: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.env = env
+        self.workers = workers
+        self.port = port or free_port()
+        self.log_path = log_path or Path(f"/tmp/helpdesk-bench-gunicorn-{self.port}.log")  # noqa: S108
+        # With access_log, each request's `X-Bench` header, time in the worker (µs) and status
+        # go to access_log_path: the server's share of each latency, without the queueing.
+        self.access_log_path = self.log_path.with_suffix(".access.log") if access_log else None
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, ready_path: str = "/healthz", timeout: float = 60.0) -> None:
+        log = self.log_path.open("wb")
+        cmd = [
+            str(GUNICORN),
+            "helpdesk.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--worker-class",
+            "sync",
+            # Long enough for the first request of a worker (imports, pool warm-up).
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "10",
+            *self.extra_args,
+        ]
+        if self.access_log_path is not None:
+            self.access_log_path.unlink(missing_ok=True)
+            cmd += [
+                "--access-logfile",
+                str(self.access_log_path),
+                "--access-logformat",
+                "%({x-bench}i)s %(D)s %(s)s",
+            ]
+        # A session of its own: a Ctrl-C in the terminal reaches only us, and we stop
+        # gunicorn in order (TERM, then KILL if it does not go).
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn exited with {self.proc.returncode}; see {self.log_path}:\n"
+                    + self.tail_log()
+                )
+            try:
+                response = httpx.get(self.base_url + ready_path, timeout=2.0)
+                if response.status_code < 500:
+                    return
+                last_error = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last_error = str(exc)
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer {ready_path} in {timeout:.0f}s: {last_error}")
+
+    def tail_log(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def server_times_ms(self) -> dict[str, list[float]]:
+        """Time spent in the worker per request (ms), grouped by the `X-Bench` header."""
+        out: dict[str, list[float]] = {}
+        if self.access_log_path is None or not self.access_log_path.exists():
+            return out
+        for row in self.access_log_path.read_text().splitlines():
+            parts = row.split()
+            if len(parts) == 3 and parts[1].isdigit():
+                out.setdefault(parts[0], []).append(int(parts[1]) / 1000)
+        return out
+
+    def worker_pids(self) -> list[int]:
+        if self.proc is None:
+            return []
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        # TERM to the arbiter: it stops its workers gracefully and exits.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> Gunicorn:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def terminate_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `finally` blocks and context managers (which stop
+    gunicorn) run when the benchmark itself is terminated."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0..100) by linear interpolation between closest ranks."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (p / 100) * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass
+class LoadResult:
+    name: str
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    query_counts: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    concurrency: int = 0
+    response_bytes: int = 0
+    # Time inside the gunicorn worker (from its access log), when the server records it.
+    server_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.elapsed_s if self.elapsed_s else math.nan
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies_ms, q)
+
+    @property
+    def max_queries(self) -> int | None:
+        return max(self.query_counts) if self.query_counts else None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of a load run; cookies go in a `Cookie` header (httpx's cookie jar would
+    not send a Secure cookie over plain HTTP)."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def run_load(
+    name: str,
+    make_request: Callable[[int], Request],
+    *,
+    total: int,
+    concurrency: int,
+    warmup: int = 0,
+    timeout: float = 30.0,
+) -> LoadResult:
+    """Send `warmup` unmeasured requests, then `total` measured ones, from `concurrency`
+    threads, each with its own HTTP client. Latency is taken around the whole exchange
+    (connect, send, read the body), as an agent's browser or an API client sees it."""
+    if warmup:
+        _drive(LoadResult(name=name), make_request, warmup, concurrency, timeout)
+    result = LoadResult(name=name, concurrency=concurrency)
+    start = time.perf_counter()
+    _drive(result, make_request, total, concurrency, timeout)
+    result.elapsed_s = time.perf_counter() - start
+    return result
+
+
+def _drive(
+    result: LoadResult,
+    make_request: Callable[[int], Request],
+    total: int,
+    concurrency: int,
+    timeout: float,
+) -> None:
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                req = make_request(i)
+                start = time.perf_counter()
+                try:
+                    response = client.request(req.method, req.url, headers=req.headers)
+                    body = response.content
+                except httpx.HTTPError as exc:
+                    with lock:
+                        result.errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                queries = response.headers.get("x-query-count")
+                with lock:
+                    result.latencies_ms.append(elapsed_ms)
+                    result.statuses[response.status_code] = (
+                        result.statuses.get(response.status_code, 0) + 1
+                    )
+                    result.response_bytes += len(body)
+                    if queries is not None and queries.isdigit():
+                        result.query_counts.append(int(queries))
+                    if response.status_code >= 400 and len(result.errors) < 5:
+                        result.errors.append(f"HTTP {response.status_code}: {body[:200]!r}")
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine_description() -> dict[str, str]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GB"
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "postgresql": postgres_version(),
+        "python": sys.version.split()[0],
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def wait_for_quiet(max_load: float, *, max_wait_s: float, poll_s: float = 15.0) -> float:
+    """Wait (up to `max_wait_s`) until the 1-minute load average is below `max_load`, so the
+    measurement shares the machine with as little else as possible. Returns the load seen."""
+    deadline = time.monotonic() + max_wait_s
+    load = os.getloadavg()[0]
+    while load >= max_load and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        load = os.getloadavg()[0]
+    return load
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in rows]
+    return "\n".join(lines)
+
+
+def append_results(section: str, path: Path = RESULTS_FILE) -> None:
+    """Append a dated section (markdown) to bench/RESULTS.md, creating it with a title."""
+    if not path.exists():
+        path.write_text(
+            "# Benchmark results\n\nEach run appends a dated section; see bench/README.md for "
+            "how to run each benchmark.\n"
+        )
+    with path.open("a") as fh:
+        fh.write("\n" + section.rstrip() + "\n")
+
+
+def utc_now_label() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@contextlib.contextmanager
+def stopwatch() -> Iterator[Callable[[], float]]:
+    start = time.perf_counter()
+    yield lambda: time.perf_counter() - start
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
