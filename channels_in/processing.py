@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from tickets import actions
+from tickets.file_links import public_url
 from tickets.inbound import InboundMessage
 from tickets.models import Delivery, Direction, Message, Ticket
 
@@ -296,7 +296,7 @@ def build_outbound(delivery: Delivery) -> Outbound:
             OutboundAttachment(
                 name=a.name,
                 content_type=a.content_type,
-                url=f"{settings.SITE_URL}{a.file.url}" if a.file else a.source_url,
+                url=public_url(a) if a.file else a.source_url,
                 path=a.file.path if a.file else "",
             )
             for a in message.attachments.all()

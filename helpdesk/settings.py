@@ -301,6 +301,9 @@ HELPDESK_DEFAULT_REGION = env("HELPDESK_DEFAULT_REGION", "LT")
 HELPDESK_REOPEN_WINDOW = timedelta(hours=env_int("HELPDESK_REOPEN_WINDOW_HOURS", 72))
 HELPDESK_MAX_ATTACHMENT_BYTES = env_int("HELPDESK_MAX_ATTACHMENT_MB", 25) * 1024 * 1024
 HELPDESK_MAX_ATTACHMENTS_PER_MESSAGE = env_int("HELPDESK_MAX_ATTACHMENTS_PER_MESSAGE", 10)
+# How long a link to a file we sent (a platform's media download, a customer's click in an
+# email or the web chat) opens it. Files are never public by path.
+HELPDESK_ATTACHMENT_LINK_DAYS = env_int("HELPDESK_ATTACHMENT_LINK_DAYS", 30)
 HELPDESK_MAX_MESSAGE_CHARS = env_int("HELPDESK_MAX_MESSAGE_CHARS", 20000)
 # Live pages and presence: an agent whose sockets have been gone this long is offline; the
 # browser pings every HEARTBEAT seconds (written at most every HEARTBEAT_WRITE); idle for

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
-from django.views.static import serve
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tickets import health
@@ -20,8 +18,5 @@ urlpatterns = [
     path("", include("tickets.urls")),
 ]
 
-if settings.EMBEDDED or settings.DEBUG:
-    # Production serves media from the proxy or object storage; the embedded default here.
-    urlpatterns += [
-        re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
-    ]
+# No /media/ route, embedded or not: customers' files are served by tickets.attachments only —
+# to staff who may see the ticket, or through a signed, expiring link for files we send.

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -27,7 +28,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from channels_in.models import Channel
 
-from .models import Agent, Priority, Team, Ticket
+from .models import Agent, Priority, Tag, Team, Ticket
 
 # Ticket columns a queue row shows or the SLA badge reads; the rest stay in the database.
 ROW_ONLY = (
@@ -118,14 +119,23 @@ def row_queryset(qs: QuerySet[Ticket]) -> QuerySet[Ticket]:
 
 
 def tag_names(ids: Iterable[int]) -> dict[int, list[str]]:
-    through = Ticket.tags.through
+    """Tag names per ticket, one query. Written in SQL: the ORM's compilation of this join
+    cost more than running it (~2 ms of a 25-row page)."""
+    id_list = [int(i) for i in ids]
     names: dict[int, list[str]] = defaultdict(list)
-    for ticket_id, name in (
-        through.objects.filter(ticket_id__in=list(ids))
-        .order_by("tag__name")
-        .values_list("ticket_id", "tag__name")
-    ):
-        names[ticket_id].append(name)
+    if not id_list:
+        return names
+    through = Ticket.tags.through._meta.db_table
+    tag = Tag._meta.db_table
+    placeholders = ", ".join(["%s"] * len(id_list))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT x.ticket_id, t.name FROM {through} x JOIN {tag} t ON t.id = x.tag_id "  # noqa: S608  (table names are ours; ids are parameters)
+            f"WHERE x.ticket_id IN ({placeholders}) ORDER BY t.name",
+            id_list,
+        )
+        for ticket_id, name in cursor.fetchall():
+            names[ticket_id].append(name)
     return names
 
 
@@ -134,17 +144,19 @@ def tag_names(ids: Iterable[int]) -> dict[int, list[str]]:
 _PRIORITY_NAMES = {p.value: p.label for p in Priority}
 
 
-def _dt(value: datetime | None) -> str | None:
+def _dt(value: datetime | None, tz: Any) -> str | None:
     """What DRF's DateTimeField writes (ISO 8601 in the current time zone, "Z" for UTC),
     at a tenth of its cost: six timestamps per row add up."""
     if value is None:
         return None
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    text = value.astimezone(tz).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def api_row(t: Ticket) -> dict[str, Any]:
-    """The queue row of the REST API (the TicketSerializer shape), without a serializer."""
+def api_row(t: Ticket, tz: Any = None) -> dict[str, Any]:
+    """The queue row of the REST API (the TicketSerializer shape), without a serializer.
+    `tz`: the current time zone, looked up once per page by the caller."""
+    tz = tz or timezone.get_current_timezone()
     channel, team, assignee = t.channel, t.team, t.assignee
     return {
         "id": t.pk,
@@ -169,12 +181,12 @@ def api_row(t: Ticket) -> dict[str, Any]:
         "team": {"id": team.pk, "name": team.name} if team else None,
         "assignee": {"id": assignee.pk, "name": assignee.name} if assignee else None,
         "tags": t.tag_names,  # type: ignore[attr-defined]
-        "sla_due_at": _dt(t.sla_due_at),
-        "waiting_since": _dt(t.waiting_since),
-        "first_response_at": _dt(t.first_response_at),
-        "created_at": _dt(t.created_at),
-        "updated_at": _dt(t.updated_at),
-        "last_message_at": _dt(t.last_message_at),
+        "sla_due_at": _dt(t.sla_due_at, tz),
+        "waiting_since": _dt(t.waiting_since, tz),
+        "first_response_at": _dt(t.first_response_at, tz),
+        "created_at": _dt(t.created_at, tz),
+        "updated_at": _dt(t.updated_at, tz),
+        "last_message_at": _dt(t.last_message_at, tz),
         "preview": t.preview,
         "message_count": t.message_count,
         "version": t.version,

@@ -5,6 +5,7 @@ from django.urls import path
 
 from . import live_views, scoring_views, views
 from .attachments import download as attachment_download
+from .attachments import shared as attachment_shared
 
 urlpatterns = [
     path(
@@ -20,6 +21,7 @@ urlpatterns = [
     path("take-next/", views.take_next, name="take-next"),
     path("tickets/<int:pk>/", views.ticket_detail, name="ticket"),
     path("attachments/<int:pk>/", attachment_download, name="attachment"),
+    path("files/<str:token>/<path:name>", attachment_shared, name="attachment-public"),
     path("tickets/<int:pk>/reply/", views.ticket_reply, name="ticket-reply"),
     path("tickets/<int:pk>/status/", views.ticket_status, name="ticket-status"),
     path("tickets/<int:pk>/assign/", views.ticket_assign, name="ticket-assign"),

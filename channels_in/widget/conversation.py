@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Q
 
+from tickets.file_links import public_url
 from tickets.models import AuthorKind, DeliveryStatus, Direction, Message, Status, Ticket
 
 from ..models import Channel
@@ -171,7 +171,7 @@ def message_frame(message: Message, channel: Channel, visitor_id: str) -> dict[s
         "buttons": buttons_of(message.payload),
         "attachments": [
             # Absolute: the widget runs on the utility's site, not ours.
-            {"name": a.name, "url": f"{settings.SITE_URL}{a.file.url}" if a.file else a.source_url}
+            {"name": a.name, "url": public_url(a) if a.file else a.source_url}
             for a in message.attachments.all()
             if a.file or a.source_url.startswith(("http://", "https://"))
         ],

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -15,13 +16,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.core import signing
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
 from channels_in import media, tasks
 from channels_in.base import FetchError, InboundAttachment
 from channels_in.models import Channel, InboundEvent
-from channels_in.processing import process_event, replay_event
+from channels_in.processing import build_outbound, process_event, replay_event
 from channels_in.x.oauth import parse_authorization_header, signature
 from tests.channels_in.conftest import fixture_bytes
 from tests.conftest import PASSWORD, inbound
@@ -30,7 +33,8 @@ from tests.fakeplatform import FakePlatform
 from tests.worker import LiveListener, celery_worker, wait_for
 from tickets import actions
 from tickets.events import team_group
-from tickets.models import Attachment, Message, TicketEvent
+from tickets.file_links import public_url
+from tickets.models import Attachment, Delivery, Message, TicketEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -632,6 +636,72 @@ def test_it_gives_stored_files_unguessable_names(photo):
     assert stem.endswith(".jpg")
     assert "photo" not in stem
     assert len(stem) >= 24
+
+
+def _upload() -> SimpleUploadedFile:
+    return SimpleUploadedFile("meter.jpg", JPEG, content_type="image/jpeg")
+
+
+def _path(url: str) -> str:
+    assert url.startswith("http://") or url.startswith("https://")
+    return "/" + url.split("/", 3)[3]
+
+
+def test_it_opens_a_file_we_send_by_its_signed_link_without_signing_in(photo):
+    url = public_url(photo)
+    assert str(photo.pk) not in url.split("/files/", 1)[1].split("/")[1:]  # the token decides
+
+    response = _get(None, _path(url))
+
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == JPEG
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in response["Content-Security-Policy"]
+    assert response["Cache-Control"].startswith("private")
+
+
+def test_it_refuses_a_tampered_or_foreign_link(photo, telegram, fake_platform):
+    path = _path(public_url(photo))
+    token = path.split("/")[2]
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert _get(None, path.replace(token, tampered)).status_code == 404
+    # A value signed for anything else (another salt) never opens a file.
+    assert _get(None, f"/files/{signing.dumps(photo.pk)}/p.jpg").status_code == 404
+    assert _get(None, f"/files/{signing.dumps(photo.pk, salt='widget')}/p.jpg").status_code == 404
+    # The name in the path is decoration: the token of another file cannot be renamed into it.
+    other = fetch(media_message(telegram, f"{fake_platform.url}/messenger/cdn/p.jpg"))
+    other_path = _path(public_url(other))
+    response = _get(None, other_path.rsplit("/", 1)[0] + "/anything.jpg")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == JPEG
+
+
+def test_it_answers_410_for_an_expired_link(photo, settings, monkeypatch):
+    settings.HELPDESK_ATTACHMENT_LINK_DAYS = 30
+    path = _path(public_url(photo))
+    later = time.time() + 31 * 86400
+    monkeypatch.setattr(signing.time, "time", lambda: later)
+
+    response = _get(None, path)
+
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+
+
+def test_it_serves_no_file_by_its_storage_path(photo, alice):
+    assert _get(alice, f"/media/{photo.file.name}").status_code == 404
+    assert _get(None, f"/media/{photo.file.name}").status_code == 404
+
+
+def test_it_sends_signed_links_to_the_platforms(photo, telegram, alice):
+    ticket = photo.message.ticket
+    message = actions.do_reply(ticket, alice, "Here is the photo", attachments=[_upload()])
+    delivery = Delivery.objects.get(message=message)
+
+    (sent,) = build_outbound(delivery).attachments
+
+    assert "/files/" in sent.url and "/media/" not in sent.url
+    assert _get(None, _path(sent.url)).status_code == 200
 
 
 # --------------------------------------------------------------------------- in a browser

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from channels_in.models import Channel, ChannelKind
 from tests.conftest import make_agent
+from tickets import actions
 from tickets.models import (
     ACTIVE_STATUSES,
     Agent,
@@ -23,6 +24,7 @@ from tickets.models import (
     Message,
     Priority,
     Role,
+    RoutingRule,
     Status,
     Ticket,
     TicketEvent,
@@ -118,6 +120,28 @@ def test_it_spreads_the_history_over_the_past_days(demo):
     # Demo replies are history: nothing is left in the outbox for a real platform.
     assert not Delivery.objects.filter(state__in=["queued", "sending"]).exists()
     assert not Message.objects.filter(created_at__gt=now).exists()
+
+
+def test_it_routes_new_messages_to_the_team_of_their_topic(demo, receive):
+    sms = Channel.objects.get(kind=ChannelKind.SMS)
+    assert sms.default_team.slug != "outages"  # so the rule, not the default, decides
+    rules = dict(RoutingRule.objects.values_list("name", "actions"))
+    assert {a["team"] for a in rules.values()} == {
+        "outages",
+        "billing",
+        "meter-readings",
+        "contracts",
+    }
+
+    outage = receive(
+        sms, "Sem luz na rua toda desde as 20h, há fios caídos", sender="+351910000001"
+    )
+    actions.do_route_ticket(outage.ticket.pk)
+    reading = receive(sms, "Показания счётчика: 04512 кВт·ч", sender="+37060000001")
+    actions.do_route_ticket(reading.ticket.pk)
+
+    assert Ticket.objects.get(pk=outage.ticket.pk).team.slug == "outages"
+    assert Ticket.objects.get(pk=reading.ticket.pk).team.slug == "meter-readings"
 
 
 def test_it_does_nothing_the_second_time_with_if_empty(demo):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -114,7 +115,8 @@ class TicketViewSet(StaffAPIMixin, viewsets.GenericViewSet):
         # The fast path of tickets.rows: no joins but the contact, no serializer per row.
         queryset = self.filter_queryset(Ticket.objects.filter(visible_filter(self.agent)))
         rows = rows_module.prepare(self.paginate_queryset(rows_module.row_queryset(queryset)))
-        return self.get_paginated_response([rows_module.api_row(t) for t in rows])
+        tz = timezone.get_current_timezone()
+        return self.get_paginated_response([rows_module.api_row(t, tz) for t in rows])
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(TicketDetailSerializer(self.get_ticket(pk)).data)

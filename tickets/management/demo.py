@@ -28,7 +28,7 @@ from django.db.models.signals import post_save
 from django.utils import timezone
 
 from channels_in.models import Channel
-from tickets import actions, sla
+from tickets import actions, routing, sla
 from tickets.errors import Conflict
 from tickets.inbound import InboundMessage, Sender
 from tickets.models import (
@@ -45,6 +45,7 @@ from tickets.models import (
     Identity,
     Message,
     Priority,
+    RoutingRule,
     Skill,
     Status,
     Tag,
@@ -264,6 +265,25 @@ class Demo:
         for (shortcut, language), uses in self.canned_usage.items():
             CannedResponse.objects.filter(pk=self.canned[shortcut, language].pk).update(
                 usage_count=uses
+            )
+        # Last, so the scripted history above keeps the teams it was written with; from now
+        # on live messages (the simulate command, the widget) reach the team of their topic.
+        self.routing_rules()
+
+    def routing_rules(self) -> None:
+        """One rule per team: its topics send a ticket there (an outage SMS must not wait in
+        Billing). Checked by the same validators as the rules API."""
+        topics_of: dict[str, list[str]] = {}
+        for topic, team in data.TOPIC_TEAMS.items():
+            topics_of.setdefault(team, []).append(topic)
+        for position, (team, topics) in enumerate(topics_of.items(), start=1):
+            label = ", ".join(topics).replace("_", " ").capitalize()
+            RoutingRule.objects.create(
+                name=f"{label} → {self.teams[team].name}",
+                position=position * 10,
+                conditions=routing.validate_conditions({"topic": topics}),
+                actions=routing.validate_actions({"team": team}),
+                stop=True,
             )
 
     def setup(self) -> None:
