@@ -9,6 +9,7 @@ environment before Django is configured.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -274,6 +275,15 @@ class LoadResult:
     response_bytes: int = 0
     # Time inside the gunicorn worker (from its access log), when the server records it.
     server_ms: list[float] = field(default_factory=list)
+    # Who sent the requests: "httpx" (every latency in latencies_ms) or "wrk" (its request
+    # count in `requests` and its percentiles in percentiles_ms).
+    client: str = "httpx"
+    requests: int = 0
+    percentiles_ms: dict[float, float] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return self.requests or len(self.latencies_ms)
 
     @property
     def ok(self) -> int:
@@ -281,9 +291,11 @@ class LoadResult:
 
     @property
     def rps(self) -> float:
-        return len(self.latencies_ms) / self.elapsed_s if self.elapsed_s else math.nan
+        return self.count / self.elapsed_s if self.elapsed_s else math.nan
 
     def p(self, q: float) -> float:
+        if q in self.percentiles_ms:
+            return self.percentiles_ms[q]
         return percentile(self.latencies_ms, q)
 
     @property
@@ -366,6 +378,104 @@ def _drive(
         t.start()
     for t in threads:
         t.join()
+
+
+# --------------------------------------------------------------------------- wrk
+
+WRK = Path("/usr/bin/wrk")
+WRK_SCRIPT = BENCH_DIR / "wrk_report.lua"
+
+
+def wrk_path() -> Path | None:
+    """wrk, if installed (`apt-get install wrk`): a client in C that costs the 2 cores far
+    less than Python threads, so the figures are the server's rather than the client's."""
+    found = WRK if WRK.exists() else None
+    if found is None:
+        import shutil
+
+        which = shutil.which("wrk")
+        found = Path(which) if which else None
+    return found
+
+
+def run_wrk(
+    name: str,
+    url: str,
+    headers: dict[str, str],
+    *,
+    seconds: float,
+    concurrency: int,
+    threads: int = 1,
+    timeout_s: float = 30.0,
+) -> LoadResult:
+    """`seconds` of GET `url` from `concurrency` connections (wrk, `threads` threads).
+    Latency percentiles over every request, and every response that is not a 200 counted
+    (bench/wrk_report.lua). wrk reads no X-Query-Count: see sample_queries."""
+    wrk = wrk_path()
+    if wrk is None:
+        raise RuntimeError("wrk is not installed")
+    cmd = [
+        str(wrk),
+        f"--threads={max(1, min(threads, concurrency))}",
+        f"--connections={concurrency}",
+        f"--duration={max(1, round(seconds))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
+        f"--script={WRK_SCRIPT}",
+    ]
+    for key, value in headers.items():
+        cmd += ["--header", f"{key}: {value}"]
+    cmd.append(url)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(
+            f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout[-500:]}"
+        )
+    data = json.loads(line.removeprefix("WRK_RESULT "))
+    result = LoadResult(name=name, concurrency=concurrency, client="wrk")
+    result.requests = int(data["requests"])
+    result.elapsed_s = data["duration_us"] / 1e6
+    result.response_bytes = int(data["bytes"])
+    result.percentiles_ms = {
+        50: data["p50_us"] / 1000,
+        90: data["p90_us"] / 1000,
+        95: data["p95_us"] / 1000,
+        99: data["p99_us"] / 1000,
+        100: data["max_us"] / 1000,
+    }
+    ok = int(data["responses"]) - int(data["not_ok"])
+    result.statuses = {200: ok}
+    if data["not_ok"]:
+        result.statuses[int(data["first_not_ok"]) or 599] = int(data["not_ok"])
+        result.errors.append(
+            f"{data['not_ok']} responses not 200 (the first: HTTP {data['first_not_ok']})"
+        )
+    socket_errors = {
+        k: int(data[k]) for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+    }
+    if any(socket_errors.values()):
+        result.errors.append(
+            "socket errors: " + ", ".join(f"{k} {v}" for k, v in socket_errors.items() if v)
+        )
+    # Requests wrk sent but whose response it never got count as failures too.
+    lost = result.requests - int(data["responses"])
+    if lost > 0:
+        result.statuses[0] = lost
+    return result
+
+
+def sample_queries(url: str, headers: dict[str, str], *, samples: int) -> list[int]:
+    """`X-Query-Count` of `samples` sequential requests (the pass wrk cannot make)."""
+    counts: list[int] = []
+    with httpx.Client(timeout=30.0, follow_redirects=False) as client:
+        for _ in range(samples):
+            response = client.get(url, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"{url}: HTTP {response.status_code} in the query pass")
+            value = response.headers.get("x-query-count")
+            if value is not None and value.isdigit():
+                counts.append(int(value))
+    return counts
 
 
 # --------------------------------------------------------------------------- reporting

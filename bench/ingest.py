@@ -13,6 +13,18 @@ Runs (each on a fresh database, so one does not slow the next):
 3. burst: as many webhooks as accepted for `--burst-seconds`: accepted/s.
 Targets (issue "Every channel in and out"): bursts ≥ 750 webhooks/s for 60 s, p99 < 25 ms at
 300/s offered, ≥ 250 messages/s end to end, 0 lost, 0 duplicated.
+
+Clients. A Python HTTP client on 2 cores cannot offer 750 requests/s and leave the server
+its CPU, so runs 1 and 3 use wrk (`--client wrk`, the default when /usr/bin/wrk exists):
+every request is built here beforehand (unique, signed by the platform's adapter exactly as
+the simulator signs it) and replayed once by bench/wrk_replay.lua; wrk's latency runs from
+writing the request to its response (gunicorn's sync workers close each connection, so the
+TCP connect before it is not included). Run 2 needs an open loop at a fixed rate, which wrk
+(not wrk2) cannot pace; it uses an asyncio client on raw sockets that starts request i at
+start + i/rate whatever the earlier ones are doing, and measures from that scheduled time
+(so a late client or a slow server both show), connect included; at 300/s it costs a few
+percent of a core. `--client httpx` runs all three with the older threaded httpx client.
+Lost and duplicated always come from the database, never from a client's counts.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,6 +63,7 @@ from bench.common import (  # noqa: E402
 )
 
 DB = "helpdesk_bench_ingest"
+WRK = Path("/usr/bin/wrk")
 REDIS_URL = "redis://127.0.0.1:6379/14"
 QUEUE = "bench-ingest"
 
@@ -67,12 +81,18 @@ class Run:
     lost: int | None = None
     duplicated: int | None = None
     redeliveries: int = 0
+    client: str = "httpx threads"
+    # wrk reports percentiles, not each latency.
+    wrk_percentiles: dict[int, float] = field(default_factory=dict)
+    wrk_raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accepted_rps(self) -> float:
         return self.accepted / self.elapsed_s if self.elapsed_s else 0.0
 
     def p(self, q: float) -> float:
+        if self.wrk_percentiles:
+            return self.wrk_percentiles.get(int(q), float("nan"))
         return percentile(self.latencies_ms, q)
 
 
@@ -234,6 +254,124 @@ def post_all(
     run.elapsed_s = time.perf_counter() - start
 
 
+def raw_request(hook: Any, host: str) -> bytes:
+    """The HTTP/1.1 request of one webhook, byte for byte."""
+    headers = {k: v for k, v in hook.headers.items() if k.lower() not in {"host", "content-length"}}
+    lines = [f"POST {hook.path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(hook.body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + hook.body
+
+
+def wrk_post(
+    run: Run,
+    base_url: str,
+    hooks: list,
+    *,
+    connections: int,
+    threads: int = 2,
+    seconds: float = 0.0,
+    all_stored: Any = None,
+) -> None:
+    """Replay every hook once with wrk (bench/wrk_replay.lua). With `seconds`, for that long
+    (a burst); otherwise until `all_stored()` says the server has every event (wrk itself
+    would sleep for its whole --duration after its threads ran out of requests)."""
+    import json
+    import shutil
+    import signal
+    import tempfile
+
+    host = base_url.split("://", 1)[1]
+    tmp = Path(tempfile.mkdtemp(prefix="helpdesk-bench-ingest-wrk-"))
+    try:
+        threads = max(1, min(threads, connections))
+        for n in range(threads):
+            with (tmp / f"requests.{n}").open("wb") as fh:
+                for hook in hooks[n::threads]:
+                    raw = raw_request(hook, host)
+                    fh.write(f"{len(raw)}\n".encode() + raw)
+        cmd = [
+            str(WRK), f"--threads={threads}", f"--connections={connections}",
+            f"--duration={max(1, round(seconds)) if seconds else 3600}s", "--timeout=30s",
+            f"--script={ROOT / 'bench' / 'wrk_replay.lua'}", base_url, "--", str(tmp),
+        ]  # fmt: skip
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if not seconds:
+            while proc.poll() is None and not all_stored():
+                time.sleep(0.1)
+            run.elapsed_s = time.perf_counter() - start
+            # The last responses may still be on their way when the last row is committed.
+            time.sleep(1.0)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        if seconds:
+            run.elapsed_s = time.perf_counter() - start
+        line = next((x for x in out.splitlines() if x.startswith("WRK_REPLAY ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk failed ({proc.returncode}): {err.strip() or out[-500:]}")
+        data = json.loads(line.removeprefix("WRK_REPLAY "))
+        if seconds:
+            run.elapsed_s = data["duration_us"] / 1e6
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    run.client = "wrk"
+    run.wrk_raw = data
+    run.sent = int(data["responses"])
+    run.accepted = int(data["ok"])
+    for part in filter(None, data["statuses"].split(",")):
+        code, n = part.split(":")
+        run.statuses[int(code)] = run.statuses.get(int(code), 0) + int(n)
+    socket_errors = ("connect_errors", "read_errors", "write_errors", "timeouts")
+    errors = sum(int(data[k]) for k in socket_errors)
+    if errors:
+        run.statuses[0] = errors
+    run.wrk_percentiles = {50: data["p50_us"] / 1000, 99: data["p99_us"] / 1000}
+
+
+def paced_post(run: Run, base_url: str, hooks: list, *, rate: float) -> None:
+    """Open loop: request i starts at start + i/rate (its own connection, as gunicorn's sync
+    workers close each one), whatever the earlier ones are doing; latency from that scheduled
+    time to the last byte of the response."""
+    import asyncio
+
+    host_port = base_url.split("://", 1)[1]
+    host, port = host_port.rsplit(":", 1)
+    payloads = [raw_request(hook, host_port) for hook in hooks]
+
+    async def one(i: int, due: float) -> None:
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        status = 0
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(payloads[i])
+            await writer.drain()
+            head = await reader.readline()
+            await reader.read()  # to the end: the server closes the connection
+            writer.close()
+            parts = head.split()
+            status = int(parts[1]) if len(parts) > 1 else 0
+        except (OSError, ValueError):
+            status = 0
+        took = (time.perf_counter() - due) * 1000
+        run.sent += 1
+        run.latencies_ms.append(took)
+        run.statuses[status] = run.statuses.get(status, 0) + 1
+        if 200 <= status < 300:
+            run.accepted += 1
+
+    async def main() -> None:
+        start = time.perf_counter() + 0.2
+        await asyncio.gather(*(one(i, start + i / rate) for i in range(len(payloads))))
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    run.elapsed_s = time.perf_counter() - start - 0.2
+    run.client = "asyncio open loop"
+
+
 def count_state() -> dict[str, int]:
     from django.db import connection
 
@@ -254,6 +392,33 @@ def count_state() -> dict[str, int]:
     return {"processed": processed, "events": events, "messages": messages, "dups": dups}
 
 
+def warm_up(base_url: str, hooks: list) -> None:
+    """Before measuring: every gunicorn worker imports the URLconf, the views and the adapters
+    and opens its database connection on its first request (~2 s). GETs on webhook URLs go
+    that whole way (the adapter answers 405, or its handshake) and store nothing."""
+    paths = sorted({hook.path for hook in hooks})
+
+    def get(i: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            for path in paths:
+                client.get(path)
+
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def count_events() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM channels_in_inboundevent")
+        (events,) = cursor.fetchone()
+    return int(events)
+
+
 def wait_processed(expected: int, started: float, timeout: float) -> float | None:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
@@ -262,6 +427,16 @@ def wait_processed(expected: int, started: float, timeout: float) -> float | Non
             return time.perf_counter() - started
         time.sleep(0.25)
     return None
+
+
+CLIENT_NOTE = {
+    "wrk": "Clients: wrk replays the pre-signed webhooks of runs 1 and 3 (latency from writing "
+    "the request to its response, connect excluded); run 2 is an asyncio open loop on raw "
+    "sockets (latency from each request's scheduled start, connect included). Lost and "
+    "duplicated are counted from the database.",
+    "httpx": "Clients: httpx threads for every run (latency around the whole exchange). Lost "
+    "and duplicated are counted from the database.",
+}
 
 
 def main() -> None:
@@ -277,6 +452,13 @@ def main() -> None:
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--duplicates", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "httpx"),
+        default="wrk" if WRK.exists() else "httpx",
+        help="wrk (runs 1 and 3) and an asyncio open loop (run 2), or httpx threads for all",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     env = env_for()
@@ -289,10 +471,21 @@ def main() -> None:
         hooks, redeliveries = make_hooks(args.messages, web.base_url, args.seed, args.duplicates)
         worker = Worker(env, args.worker_concurrency, args.nice)
         try:
+            warm_up(web.base_url, hooks)
             time.sleep(3)  # the worker's processes are up
             run = Run("end to end", redeliveries=redeliveries)
             started = time.perf_counter()
-            post_all(run, web.base_url, hooks, concurrency=args.concurrency)
+            if args.client == "wrk":
+                wrk_post(
+                    run,
+                    web.base_url,
+                    hooks,
+                    connections=args.concurrency,
+                    threads=args.wrk_threads,
+                    all_stored=lambda: count_events() >= args.messages,
+                )
+            else:
+                post_all(run, web.base_url, hooks, concurrency=args.concurrency)
             print(f"posted {run.sent} in {run.elapsed_s:.1f}s; waiting for processing ...")
             run.processed_s = wait_processed(args.messages, started, timeout=900)
             state = count_state()
@@ -310,9 +503,13 @@ def main() -> None:
         hooks, _ = make_hooks(count, web.base_url, args.seed + 1, 0.0)
         worker = Worker(env, args.worker_concurrency, args.nice)
         try:
+            warm_up(web.base_url, hooks)
             time.sleep(3)
             run = Run(f"{args.rate:.0f}/s offered for {args.rate_seconds:.0f}s")
-            post_all(run, web.base_url, hooks, concurrency=args.concurrency, rate=args.rate)
+            if args.client == "wrk":
+                paced_post(run, web.base_url, hooks, rate=args.rate)
+            else:
+                post_all(run, web.base_url, hooks, concurrency=args.concurrency, rate=args.rate)
             runs.append(run)
         finally:
             worker.stop()
@@ -320,21 +517,40 @@ def main() -> None:
     # 3. Burst acceptance.
     prepare(env)
     with Gunicorn(env, workers=args.web_workers) as web:
-        count = int(2000 * args.burst_seconds)  # more than can be sent in the time
+        # More than can be sent in the time (a wrk thread that runs out stops: see the output).
+        count = int((1500 if args.client == "wrk" else 2000) * args.burst_seconds)
         hooks, _ = make_hooks(count, web.base_url, args.seed + 2, 0.0)
         worker = Worker(env, args.worker_concurrency, args.nice)
         try:
+            warm_up(web.base_url, hooks)
             time.sleep(3)
             run = Run(f"burst for {args.burst_seconds:.0f}s")
-            post_all(
-                run, web.base_url, hooks, concurrency=args.concurrency, seconds=args.burst_seconds
-            )
+            if args.client == "wrk":
+                wrk_post(
+                    run,
+                    web.base_url,
+                    hooks,
+                    connections=args.concurrency,
+                    threads=args.wrk_threads,
+                    seconds=args.burst_seconds,
+                )
+                if run.sent >= len(hooks):
+                    print(f"burst: all {len(hooks)} pre-built webhooks were sent before the end")
+            else:
+                post_all(
+                    run,
+                    web.base_url,
+                    hooks,
+                    concurrency=args.concurrency,
+                    seconds=args.burst_seconds,
+                )
             runs.append(run)
         finally:
             worker.stop()
 
     headers = [
         "run",
+        "client",
         "sent",
         "accepted/s",
         "p50 ms",
@@ -355,6 +571,7 @@ def main() -> None:
         rows.append(
             [
                 run.name,
+                run.client,
                 str(run.sent),
                 f"{run.accepted_rps:.0f}",
                 f"{run.p(50):.1f}",
@@ -367,6 +584,7 @@ def main() -> None:
         )
     print()
     print(text_table(headers, rows))
+    print(CLIENT_NOTE[args.client])
     if args.no_record:
         return
     machine = machine_description()
@@ -380,8 +598,11 @@ def main() -> None:
             f"Machine: {machine['cores']} cores ({machine['cpu']}), PostgreSQL "
             f"{machine['postgresql']}, Python {machine['python']}; load before {load_before:.2f}. "
             f"gunicorn {args.web_workers} sync workers; one Celery worker, prefork "
-            f"×{args.worker_concurrency}, nice {args.nice}; {args.concurrency} client threads; "
+            f"×{args.worker_concurrency}, nice {args.nice}; {args.concurrency} client "
+            f"{'connections' if args.client == 'wrk' else 'threads'}; "
             f"{e2e_run.redeliveries} redeliveries in the end-to-end run.",
+            "",
+            CLIENT_NOTE[args.client],
             "",
             markdown_table(headers, rows),
             "",

@@ -9,8 +9,9 @@
    agents (one supervisor), tags. Indexes and foreign keys are dropped around the COPY and
    rebuilt on two connections, then ANALYZE.
 2. Starts gunicorn (2 sync workers) against it with DEBUG off and the X-Query-Count header on.
-3. Measures over real HTTP with concurrent clients: the default API queue page, a filtered
-   page, the next page by cursor, and the HTML queue page as a supervisor and as an agent.
+3. Measures over real HTTP with concurrent connections (wrk when installed, else httpx
+   clients in threads): the default API queue page, a filtered page, the next page by
+   cursor, and the HTML queue page as a supervisor and as an agent.
 4. Prints the figures next to the targets and appends them to bench/RESULTS.md.
 """
 
@@ -1560,32 +1561,52 @@ def measure(
     scenarios: list[Scenario],
     server: common.Gunicorn,
     *,
+    client: str,
     requests: int,
     concurrency: int,
     warmup: int,
+    seconds: float,
+    warmup_seconds: float,
+    query_samples: int,
 ) -> list[common.LoadResult]:
+    """Load each endpoint in turn. With wrk: `warmup_seconds` unmeasured, then `seconds`
+    measured, then `query_samples` sequential requests (httpx) for X-Query-Count, which wrk
+    does not read. With httpx: `warmup` then `requests` requests from Python threads."""
     results = []
     for n, sc in enumerate(scenarios):
         check_response(sc)
         # Warm-up and measured requests are told apart in the server's access log by tag.
         warm_headers = {**sc.headers, "X-Bench": "warmup"}
         headers = {**sc.headers, "X-Bench": f"s{n}"}
+        if client == "wrk":
+            if warmup_seconds:
+                common.run_wrk(
+                    sc.name, sc.url, warm_headers, seconds=warmup_seconds, concurrency=concurrency
+                )
+            result = common.run_wrk(
+                sc.name, sc.url, headers, seconds=seconds, concurrency=concurrency
+            )
+            result.query_counts = common.sample_queries(
+                sc.url, {**sc.headers, "X-Bench": "queries"}, samples=query_samples
+            )
+        else:
 
-        def make_warm(
-            i: int, sc: Scenario = sc, h: dict[str, str] = warm_headers
-        ) -> common.Request:
-            return common.Request("GET", sc.url, h)
+            def make_warm(
+                i: int, sc: Scenario = sc, h: dict[str, str] = warm_headers
+            ) -> common.Request:
+                return common.Request("GET", sc.url, h)
 
-        def make(i: int, sc: Scenario = sc, h: dict[str, str] = headers) -> common.Request:
-            return common.Request("GET", sc.url, h)
+            def make(i: int, sc: Scenario = sc, h: dict[str, str] = headers) -> common.Request:
+                return common.Request("GET", sc.url, h)
 
-        if warmup:
-            common.run_load(sc.name, make_warm, total=warmup, concurrency=concurrency)
-        result = common.run_load(sc.name, make, total=requests, concurrency=concurrency)
+            if warmup:
+                common.run_load(sc.name, make_warm, total=warmup, concurrency=concurrency)
+            result = common.run_load(sc.name, make, total=requests, concurrency=concurrency)
         results.append(result)
         print(
             f"  {sc.name:<34} p50 {result.p(50):6.1f} ms  p95 {result.p(95):6.1f} ms  "
-            f"p99 {result.p(99):6.1f} ms  {result.rps:6.0f} rps  queries {result.max_queries}"
+            f"p99 {result.p(99):6.1f} ms  {result.rps:6.0f} rps  {result.count:6d} req  "
+            f"queries {result.max_queries}"
             + (f"  ERRORS {result.errors[:2]}" if result.errors else ""),
             flush=True,
         )
@@ -1593,6 +1614,34 @@ def measure(
     for n, result in enumerate(results):
         result.server_ms = server_times.get(f"s{n}", [])
     return results
+
+
+def choose_client(requested: str) -> str:
+    """wrk when installed (or asked for), else httpx; says which."""
+    if requested == "httpx":
+        return "httpx"
+    if common.wrk_path() is not None:
+        return "wrk"
+    if requested == "wrk":
+        raise SystemExit("--client wrk: wrk is not installed (apt-get install wrk)")
+    print("wrk not found (apt-get install wrk): measuring with the httpx client instead, which "
+          "shares the 2 cores with the server; its latencies are the client's as much as the "
+          "server's")  # fmt: skip
+    return "httpx"
+
+
+def client_description(args: argparse.Namespace, client: str) -> str:
+    if client == "wrk":
+        return (
+            f"wrk (C, 1 thread, {args.concurrency} connections) on the same machine, "
+            f"{args.warmup_seconds:g} s warm-up then {args.seconds:g} s measured per endpoint; "
+            f"latency percentiles over every request (wrk's), queries (max) from "
+            f"{args.query_samples} sequential httpx requests after it"
+        )
+    return (
+        f"httpx, {args.concurrency} concurrent connections (Python threads) on the same "
+        f"machine, {args.warmup} warm-up then {args.requests} measured requests per endpoint"
+    )
 
 
 # =========================================================================== EXPLAIN
@@ -1763,7 +1812,9 @@ def verdict(ok: bool) -> str:
 def results_rows(
     scenarios: list[Scenario], results: list[common.LoadResult]
 ) -> tuple[list[str], list[list[str]], list[str]]:
-    headers = ["endpoint", "p50 ms", "p95 ms", "p99 ms", "req/s", "queries (max)",
+    first = results[0] if results else None
+    client = f" (client: {first.client}, {first.concurrency} connections)" if first else ""
+    headers = ["endpoint" + client, "p50 ms", "p95 ms", "p99 ms", "req/s", "queries (max)",
                "in worker p50/p95 ms", "target", "result"]  # fmt: skip
     rows, missed = [], []
     for sc, r in zip(scenarios, results, strict=True):
@@ -1780,14 +1831,14 @@ def results_rows(
         target = TARGETS["api_p95_ms"] if sc.kind == "api" else TARGETS["html_p95_ms"]
         ok_latency = r.p(95) <= target
         ok_queries = queries is not None and queries <= TARGETS["queries"]
-        ok_status = r.ok == len(r.latencies_ms) and not r.errors
+        ok_status = r.ok == r.count and not r.errors
         ok = ok_latency and ok_queries and ok_status
         if not ok_latency:
             missed.append(f"{sc.name}: p95 {r.p(95):.1f} ms > {target:.0f} ms")
         if not ok_queries:
             missed.append(f"{sc.name}: {queries} queries > {TARGETS['queries']}")
         if not ok_status:
-            missed.append(f"{sc.name}: {len(r.latencies_ms) - r.ok} non-2xx, {r.errors[:2]}")
+            missed.append(f"{sc.name}: {r.count - r.ok} non-2xx, {r.errors[:2]}")
         rows.append([
             sc.name + (f" ({sc.note})" if sc.note else ""), fmt_ms(r.p(50)), fmt_ms(r.p(95)),
             fmt_ms(r.p(99)), f"{r.rps:.0f}", str(queries), in_worker,
@@ -1811,6 +1862,7 @@ def write_report(
     load_before: tuple[float, float, float],
     load_after: tuple[float, float, float],
     notes: list[str],
+    client: str,
 ) -> None:
     seed_seconds = float(seed_state.get("seconds", "nan"))
     headers, rows, missed = results_rows(scenarios, results)
@@ -1819,6 +1871,7 @@ def write_report(
 
     print()
     print(common.text_table(headers, rows))
+    print(f"client: {client_description(args, client)}")
     print()
     seed_line = f"seeding: {seed_seconds:.1f}s (target < {TARGETS['seed_s']:.0f}s) " + (
         "this run" if seeded_now else f"(reused the seed of {seed_state.get('seeded_at')})"
@@ -1851,15 +1904,15 @@ def write_report(
         ),
         f"- Command: `{command}`",
         f"- Server: gunicorn, {args.workers} sync workers, DEBUG off, psycopg pool "
-        f"(max {args.pool_max} per worker), X-Query-Count on. Client: {args.concurrency} "
-        f"concurrent connections (httpx, threads) on the same machine, {args.warmup} warm-up "
-        f"then {args.requests} measured requests per endpoint.",
+        f"(max {args.pool_max} per worker), X-Query-Count on. "
+        f"Client: {client_description(args, client)}.",
         f"- Seeding: **{seed_seconds:.1f} s** (target < {TARGETS['seed_s']:.0f} s), "
         + ("this run" if seeded_now else f"seeded {seed_state.get('seeded_at')}, reused")
         + ("; phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()) if phases else ""),
         "",
         common.markdown_table(headers, rows),
         "",
+        f"Client: {client_description(args, client)}. "
         "Targets: API p95 ≤ 15 ms, HTML p95 ≤ 40 ms, ≤ 8 queries per request, seeding < 5 min.",
         "",
         "Table sizes:",
@@ -1917,8 +1970,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="bench database (its name must start with helpdesk_bench)",
     )
     parser.add_argument("--contacts", type=int, default=5000, help="contacts to seed")
-    parser.add_argument("--requests", type=int, default=2000, help="measured requests each")
-    parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests each")
+    parser.add_argument(
+        "--client",
+        choices=["auto", "wrk", "httpx"],
+        default="auto",
+        help="load generator: wrk when installed (auto), else the Python httpx client",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="wrk: measured s each")
+    parser.add_argument("--warmup-seconds", type=float, default=2.0, help="wrk: warm-up s each")
+    parser.add_argument(
+        "--query-samples", type=int, default=50, help="wrk: requests read for X-Query-Count"
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="httpx: measured requests")
+    parser.add_argument("--warmup", type=int, default=200, help="httpx: unmeasured requests")
     parser.add_argument("--concurrency", type=int, default=4, help="client connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (cores)")
     parser.add_argument("--pool-max", type=int, default=4, help="DB_POOL_MAX per worker")
@@ -1982,6 +2046,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     notes: list[str] = []
+    client = choose_client(args.client)
+    print(f"client: {client}")
     with common.Gunicorn(env, workers=args.workers, access_log=True) as server:
         print(f"gunicorn on {server.base_url} (log {server.log_path})")
         status = endpoint_status(server.base_url)
@@ -1994,14 +2060,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             load = common.wait_for_quiet(args.quiet_load, max_wait_s=args.quiet_wait)
             print(f"load average {load:.2f} (waited for < {args.quiet_load})")
         load_before = common.load_average()
-        print(f"measuring {len(scenarios)} endpoints, {args.requests} requests each at "
-              f"concurrency {args.concurrency} (load {load_before[0]:.2f}) ...")  # fmt: skip
+        print(f"measuring {len(scenarios)} endpoints with {client} at concurrency "
+              f"{args.concurrency} (load {load_before[0]:.2f}) ...")  # fmt: skip
         results = measure(
             scenarios,
             server,
+            client=client,
             requests=args.requests,
             concurrency=args.concurrency,
             warmup=args.warmup,
+            seconds=args.seconds,
+            warmup_seconds=args.warmup_seconds,
+            query_samples=args.query_samples,
         )
         load_after = common.load_average()
     # With gunicorn stopped: the in-process split of each request's cost, and EXPLAIN. A
@@ -2047,6 +2117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_before=load_before,
         load_after=load_after,
         notes=notes,
+        client=client,
     )
     return 0
 

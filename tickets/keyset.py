@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,6 +105,87 @@ def _before_within_level(pos: Position) -> Q:
     return Q(sla_due_at__lt=pos.sla_due_at) | (Q(sla_due_at=pos.sla_due_at) & tie)
 
 
+@dataclass(frozen=True)
+class Slice:
+    """The part of the queue order one page query reads, `limit` rows of it: from the start
+    (no `pos`); the rest of `pos`'s priority level after it (forward) or before it
+    (backward, read in reversed order); or the levels below (forward) or above it."""
+
+    forward: bool
+    pos: Position | None = None
+    same_level: bool = False
+
+
+# Reads one slice of `qs`, in queue order (reversed order when not forward). `orm_fetch` is
+# the reference; tickets.rows has the queue rows' SQL twin of it.
+Fetch = Callable[[QuerySet[Ticket], Slice, int], list[Ticket]]
+
+
+def orm_fetch(qs: QuerySet[Ticket], part: Slice, limit: int) -> list[Ticket]:
+    pos = part.pos
+    if pos is not None:
+        if part.same_level and part.forward:
+            qs = qs.filter(priority=pos.priority, sla_due_at__gte=pos.sla_due_at).filter(
+                _after_within_level(pos)
+            )
+        elif part.same_level:
+            qs = qs.filter(priority=pos.priority, sla_due_at__lte=pos.sla_due_at).filter(
+                _before_within_level(pos)
+            )
+        elif part.forward:
+            qs = qs.filter(priority__lt=pos.priority)
+        else:
+            qs = qs.filter(priority__gt=pos.priority)
+    return list(qs.order_by(*(QUEUE_ORDERING if part.forward else REVERSED_ORDERING))[:limit])
+
+
+# The same order and slices as SQL on the ticket table, for queries written by hand (the
+# queue rows): the exact conditions orm_fetch's filters compile to. Kept next to the Q
+# versions above; tests/tickets/test_queue.py pages through tied rows with both.
+_T = f'"{Ticket._meta.db_table}"'
+ORDER_SQL = (
+    f'{_T}."priority" DESC, {_T}."sla_due_at" ASC, {_T}."waiting_since" ASC NULLS LAST, '
+    f'{_T}."id" ASC'
+)
+REVERSED_ORDER_SQL = (
+    f'{_T}."priority" ASC, {_T}."sla_due_at" DESC, {_T}."waiting_since" DESC NULLS FIRST, '
+    f'{_T}."id" DESC'
+)
+
+
+def slice_sql(part: Slice) -> tuple[str, list[Any]]:
+    """`part`'s condition as SQL on the ticket table ("" for the whole queue) and its
+    parameters."""
+    pos = part.pos
+    if pos is None:
+        return "", []
+    if not part.same_level:
+        return f'{_T}."priority" {"<" if part.forward else ">"} %s', [pos.priority]
+    sla, waiting, pk = f'{_T}."sla_due_at"', f'{_T}."waiting_since"', f'{_T}."id"'
+    if part.forward:
+        if pos.waiting_since is None:
+            tie, tie_params = f"{waiting} IS NULL AND {pk} > %s", [pos.id]
+        else:
+            tie = f"{waiting} > %s OR {waiting} IS NULL OR ({waiting} = %s AND {pk} > %s)"
+            tie_params = [pos.waiting_since, pos.waiting_since, pos.id]
+        op, strict = ">=", ">"
+    else:
+        if pos.waiting_since is None:
+            tie, tie_params = (
+                f"{waiting} IS NOT NULL OR ({waiting} IS NULL AND {pk} < %s)",
+                [pos.id],
+            )
+        else:
+            tie = f"{waiting} < %s OR ({waiting} = %s AND {pk} < %s)"
+            tie_params = [pos.waiting_since, pos.waiting_since, pos.id]
+        op, strict = "<=", "<"
+    return (
+        f'{_T}."priority" = %s AND {sla} {op} %s '
+        f"AND ({sla} {strict} %s OR ({sla} = %s AND ({tie})))",
+        [pos.priority, pos.sla_due_at, pos.sla_due_at, pos.sla_due_at, *tie_params],
+    )
+
+
 @dataclass
 class Page:
     rows: list[Ticket]
@@ -111,27 +193,22 @@ class Page:
     previous_cursor: str | None
 
 
-def paginate(qs: QuerySet[Ticket], *, cursor: str | None, size: int) -> Page:
-    """One page of `qs` in queue order. `qs` carries the filters (and select_related)."""
+def paginate(
+    qs: QuerySet[Ticket], *, cursor: str | None, size: int, fetch: Fetch = orm_fetch
+) -> Page:
+    """One page of `qs` in queue order. `qs` carries the filters (and select_related);
+    `fetch` reads each slice (at most two per page)."""
     if not cursor:
-        rows = list(qs.order_by(*QUEUE_ORDERING)[: size + 1])
+        rows = fetch(qs, Slice(forward=True), size + 1)
         has_more = len(rows) > size
         rows = rows[:size]
         return Page(rows, Position.of(rows[-1]).encode("n") if has_more else None, None)
 
     direction, pos = Position.decode(cursor)
     if direction == "n":
-        rows = list(
-            qs.filter(priority=pos.priority, sla_due_at__gte=pos.sla_due_at)
-            .filter(_after_within_level(pos))
-            .order_by(*QUEUE_ORDERING)[: size + 1]
-        )
+        rows = fetch(qs, Slice(forward=True, pos=pos, same_level=True), size + 1)
         if len(rows) <= size:
-            rows += list(
-                qs.filter(priority__lt=pos.priority).order_by(*QUEUE_ORDERING)[
-                    : size + 1 - len(rows)
-                ]
-            )
+            rows += fetch(qs, Slice(forward=True, pos=pos), size + 1 - len(rows))
         has_more = len(rows) > size
         rows = rows[:size]
         return Page(
@@ -140,17 +217,9 @@ def paginate(qs: QuerySet[Ticket], *, cursor: str | None, size: int) -> Page:
             Position.of(rows[0]).encode("p") if rows else None,
         )
 
-    rows = list(
-        qs.filter(priority=pos.priority, sla_due_at__lte=pos.sla_due_at)
-        .filter(_before_within_level(pos))
-        .order_by(*REVERSED_ORDERING)[: size + 1]
-    )
+    rows = fetch(qs, Slice(forward=False, pos=pos, same_level=True), size + 1)
     if len(rows) <= size:
-        rows += list(
-            qs.filter(priority__gt=pos.priority).order_by(*REVERSED_ORDERING)[
-                : size + 1 - len(rows)
-            ]
-        )
+        rows += fetch(qs, Slice(forward=False, pos=pos), size + 1 - len(rows))
     has_more = len(rows) > size
     rows = rows[:size]
     rows.reverse()

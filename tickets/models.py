@@ -285,7 +285,12 @@ class ContactMerge(models.Model):
 
 
 class Ticket(models.Model):
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="tickets")
+    # No single-column indexes on contact, team and assignee: ticket_thread_idx,
+    # ticket_team_status_idx and ticket_assignee_status_idx start with them, and every
+    # assignment would maintain the extra ones too (migration 0005).
+    contact = models.ForeignKey(
+        Contact, on_delete=models.PROTECT, related_name="tickets", db_index=False
+    )
     channel = models.ForeignKey(
         "channels_in.Channel", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -303,9 +308,14 @@ class Ticket(models.Model):
     topic = models.CharField(max_length=20, choices=Topic.choices, default=Topic.OTHER)
     tags = models.ManyToManyField(Tag, blank=True, related_name="tickets")
     language = models.CharField(max_length=8, blank=True)
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, db_index=False)
     assignee = models.ForeignKey(
-        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_tickets"
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_tickets",
+        db_index=False,
     )
     required_skills = models.ManyToManyField(Skill, blank=True, related_name="+")
     is_public = models.BooleanField(default=False)  # a public post rather than a private message
@@ -560,14 +570,28 @@ class Call(models.Model):
 class TicketEvent(models.Model):
     """Append-only history: every report is computed from these rows."""
 
+    # No single-column indexes on the foreign keys: the composite indexes in Meta start with
+    # each of them (migration 0005).
     ticket = models.ForeignKey(
-        Ticket, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+        Ticket,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
     )
     contact = models.ForeignKey(
-        Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+        Contact,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
     )
     actor_kind = models.CharField(max_length=8, choices=AuthorKind.choices)
-    actor = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, db_index=False
+    )
     verb = models.CharField(max_length=40)
     from_value = models.JSONField(null=True, blank=True)
     to_value = models.JSONField(null=True, blank=True)

@@ -40,6 +40,16 @@ def visible_filter(agent: Agent) -> Q:
     return Q(team_id__in=team_ids(agent)) | Q(assignee_id=agent.pk)
 
 
+def visible_parts(agent: Agent) -> list[Q] | None:
+    """visible_filter(agent) as disjoint conditions whose union it is (None for those who
+    see everything): their teams' tickets, and those assigned to them in no team of theirs.
+    Counting each is an index-only scan; counting the OR is not (tickets.views)."""
+    if agent.is_supervisor:
+        return None
+    in_teams = Q(team_id__in=team_ids(agent))
+    return [in_teams, Q(assignee_id=agent.pk) & ~in_teams]
+
+
 def visible_tickets(agent: Agent) -> QuerySet[Ticket]:
     return Ticket.objects.filter(visible_filter(agent))
 

@@ -11,16 +11,18 @@ attached, so everything that reads a ticket (sla_state, the templates) works unc
 
 from __future__ import annotations
 
+import functools
 import html
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.core.exceptions import EmptyResultSet, FullResultSet
+from django.db import connection, connections
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -28,7 +30,9 @@ from django.utils.safestring import SafeString, mark_safe
 
 from channels_in.models import Channel
 
-from .models import Agent, Priority, Tag, Team, Ticket
+from . import keyset
+from .models import Agent, Contact, Priority, Tag, Team, Ticket
+from .rawrows import Columns, c_timestamps
 
 # Ticket columns a queue row shows or the SLA badge reads; the rest stay in the database.
 ROW_ONLY = (
@@ -116,6 +120,110 @@ def prepare(tickets: list[Ticket]) -> list[Ticket]:
 
 def row_queryset(qs: QuerySet[Ticket]) -> QuerySet[Ticket]:
     return qs.select_related("contact").only(*ROW_ONLY)
+
+
+# --------------------------------------------------------------------------- a page of rows
+
+
+def page(qs: QuerySet[Ticket], *, cursor: str | None, size: int) -> keyset.Page:
+    """One page of the queue rows of `qs` (the visible tickets, filtered), in queue order."""
+    return keyset.paginate(qs, cursor=cursor, size=size, fetch=fetch)
+
+
+def fetch(qs: QuerySet[Ticket], part: keyset.Slice, limit: int) -> list[Ticket]:
+    """keyset.orm_fetch for queue rows (`row_queryset`), as SQL written once per process.
+
+    Django compiling the page query (28 columns, the contact join, the order) cost more CPU
+    than PostgreSQL running it (~3 ms of a 25-row page, twice for a cursor page), and so did
+    turning rows into model instances through Model.__init__. Here only the filters (the
+    WHERE of `qs`, whatever built it: visibility, django-filter, the queue page's filters)
+    are compiled by Django per request; the rest is fixed text. A queryset this cannot read
+    as "filters on the ticket table" (a join, annotations, DISTINCT...) goes to the ORM,
+    and so does everything on SQLite.
+    """
+    where = where_of(qs)
+    if where is None:
+        return keyset.orm_fetch(row_queryset(qs), part, limit)
+    try:
+        where_sql, params = where()
+    except EmptyResultSet:
+        return []  # a filter that matches nothing (Django would not query either)
+    condition, condition_params = keyset.slice_sql(part)
+    conditions = [f"({c})" for c in (where_sql, condition) if c]
+    reader = _row_reader()
+    sql = (
+        reader.select
+        + (" WHERE " + " AND ".join(conditions) if conditions else "")
+        + " ORDER BY "
+        + (keyset.ORDER_SQL if part.forward else keyset.REVERSED_ORDER_SQL)
+        + " LIMIT %s"
+    )
+    with connections[qs.db].cursor() as cursor:
+        c_timestamps(cursor)
+        cursor.execute(sql, [*params, *condition_params, limit])
+        return [reader.build(row) for row in cursor.fetchall()]
+
+
+def where_of(qs: QuerySet[Ticket]) -> Callable[[], tuple[str, list[Any]]] | None:
+    """A function compiling the WHERE clause of `qs` ("" for none; EmptyResultSet when it
+    matches nothing), or None when `qs` is more than filters on the ticket table, or not on
+    PostgreSQL (the embedded SQLite demo needs no speed: the ORM's portable SQL)."""
+    query = qs.query
+    table = Ticket._meta.db_table
+    if (
+        connections[qs.db].vendor != "postgresql"
+        or query.model is not Ticket
+        or query.combinator
+        or query.distinct
+        or query.annotations
+        or query.extra
+        or query.extra_tables
+        or query.is_sliced
+        or query.select_for_update
+        or query.group_by is not None
+        # A join the WHERE uses (the compiler leaves out those with no references: an OR
+        # on team_id / assignee_id sets some up and trims them again).
+        or any(alias != table and query.alias_refcount[alias] for alias in query.alias_map)
+    ):
+        return None
+    compiler = query.get_compiler(qs.db)
+
+    def compile_where() -> tuple[str, list[Any]]:
+        try:
+            sql, params = compiler.compile(query.where)
+        except FullResultSet:
+            return "", []
+        return sql, list(params)
+
+    return compile_where
+
+
+class _Reader:
+    """SELECT of the queue row columns (ticket + contact), and rows to Ticket instances."""
+
+    def __init__(self) -> None:
+        quote = connection.ops.quote_name
+        ticket_table, contact_table = Ticket._meta.db_table, Contact._meta.db_table
+        self.ticket = Columns(Ticket, ticket_table, [n for n in ROW_ONLY if "__" not in n])
+        self.contact = Columns(
+            Contact, contact_table, [n.split("__", 1)[1] for n in ROW_ONLY if "__" in n]
+        )
+        self.contact_field = Ticket._meta.get_field("contact")
+        self.select = (
+            f"SELECT {self.ticket.sql}, {self.contact.sql} FROM {quote(ticket_table)} "  # noqa: S608  (our names)
+            f"INNER JOIN {quote(contact_table)} ON ({quote(ticket_table)}."
+            f"{quote(self.contact_field.column)} = {quote(contact_table)}.{quote('id')})"
+        )
+
+    def build(self, row: tuple[Any, ...]) -> Ticket:
+        ticket = self.ticket.build(row)
+        self.contact_field.set_cached_value(ticket, self.contact.build(row, self.ticket.width))
+        return ticket
+
+
+@functools.cache
+def _row_reader() -> _Reader:
+    return _Reader()
 
 
 def tag_names(ids: Iterable[int]) -> dict[int, list[str]]:

@@ -126,3 +126,57 @@ def test_it_answers_403_to_a_token_whose_user_is_not_an_agent(mallory):
     response = client.get("/api/v1/tickets/")
     assert response.status_code == 403
     assert response.json()["error"]["message"] == "this account is not a helpdesk agent"
+
+
+def test_it_stops_accepting_a_deleted_token_at_once(alice):
+    # Nothing about a token is cached between requests (tickets.auth reads it every time).
+    token = Token.objects.create(user=alice.user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get("/api/v1/tickets/").status_code == 200
+
+    token.delete()
+
+    response = client.get("/api/v1/tickets/")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "invalid token"
+
+
+def test_it_refuses_the_token_of_a_deactivated_user_on_the_next_request(alice):
+    token = Token.objects.create(user=alice.user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get("/api/v1/tickets/").status_code == 200
+
+    get_user_model().objects.filter(pk=alice.user.pk).update(is_active=False)
+
+    response = client.get("/api/v1/tickets/")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "this account is disabled"
+
+
+def test_it_shows_an_agent_their_new_teams_tickets_on_the_next_token_request(
+    alice, billing, sms, receive
+):
+    # The token query loads the agent's team ids with the user: a changed team shows at once.
+    bill = receive(sms, "Quanto devo pagar?", sender="+351900000001").ticket
+    token = Token.objects.create(user=alice.user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert bill.pk not in [t["id"] for t in client.get("/api/v1/tickets/").json()["results"]]
+
+    alice.teams.add(billing)
+
+    assert bill.pk in [t["id"] for t in client.get("/api/v1/tickets/").json()["results"]]
+    mine = client.get("/api/v1/tickets/?assignee=me").json()["results"]
+    assert mine == []
+
+
+def test_it_signs_a_session_out_when_its_user_is_deactivated(alice):
+    client = APIClient()
+    assert client.login(username="alice", password=PASSWORD)
+    assert client.get("/api/v1/tickets/").status_code == 200
+
+    get_user_model().objects.filter(pk=alice.user.pk).update(is_active=False)
+
+    assert client.get("/api/v1/tickets/").status_code in (401, 403)

@@ -9,11 +9,11 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from tests.conftest import make_agent
-from tickets import actions
+from tickets import actions, rows
 from tickets.errors import Conflict, InvalidInput
-from tickets.keyset import paginate
+from tickets.keyset import orm_fetch, paginate
 from tickets.models import Agent, Priority, Skill, Status, Ticket
-from tickets.queue import QUEUE_ORDERING
+from tickets.queue import QUEUE_ORDERING, visible_filter
 
 
 def _queue_key(t: Ticket) -> tuple:
@@ -85,6 +85,56 @@ def test_it_pages_through_the_whole_queue_forwards_and_back_without_gaps(telegra
         back = [t.pk for t in page.rows] + back
         cursor = page.previous_cursor
     assert back == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [1, 4, 25])
+def test_it_reads_the_same_queue_rows_with_its_sql_as_with_the_orm(
+    telegram, sms, receive, alice, size
+):
+    # tickets.rows.fetch writes the page query by hand; keyset.orm_fetch is the reference.
+    contact = receive(telegram, "x", sender="1").ticket.contact
+    Ticket.objects.all().delete()
+    _make_tickets(contact, telegram, telegram.default_team, 40, seed=3)
+    _make_tickets(contact, sms, sms.default_team, 20, seed=4)
+    Ticket.objects.filter(pk__in=list(Ticket.objects.values_list("pk", flat=True)[:15])).update(
+        assignee=alice, team=sms.default_team
+    )
+    Ticket.objects.filter(pk__in=list(Ticket.objects.values_list("pk", flat=True)[15:18])).update(
+        status=Status.CLOSED, priority_reasons=[{"signal": "s", "detail": "d", "points": 3}]
+    )
+    querysets = [
+        Ticket.objects.all(),
+        Ticket.objects.filter(visible_filter(alice)),
+        Ticket.objects.filter(visible_filter(alice), status__in=["open"], language__in=[""]),
+        Ticket.objects.filter(channel_id__in=[]),  # matches nothing
+        Ticket.objects.filter(contact__display_name__icontains="a"),  # a join: the ORM's way
+    ]
+    fields = ["pk", "priority", "sla_due_at", "waiting_since", "priority_reasons", "status",
+              "team_id", "assignee_id", "contact_id", "version"]  # fmt: skip
+
+    def walk(qs, fetch):
+        pages, cursor = [], None
+        while True:
+            page = paginate(qs, cursor=cursor, size=size, fetch=fetch)
+            pages.append(page)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        back, cursor = [], pages[-1].previous_cursor
+        while cursor:
+            page = paginate(qs, cursor=cursor, size=size, fetch=fetch)
+            back.append(page)
+            cursor = page.previous_cursor
+        return [
+            ([(*(getattr(t, f) for f in fields), str(t.contact)) for t in p.rows],
+             p.next_cursor, p.previous_cursor)
+            for p in pages + back
+        ]  # fmt: skip
+
+    for qs in querysets:
+        assert walk(qs, rows.fetch) == walk(rows.row_queryset(qs), orm_fetch)
+    assert walk(querysets[0], rows.fetch)[0][0]  # not all empty
 
 
 @pytest.mark.django_db

@@ -30,6 +30,7 @@ from tickets.models import (
     Ticket,
     TicketEvent,
 )
+from tickets.queue import visible_filter, visible_parts
 from tickets.templatetags.desk import humanize_seconds, initials, sla_label, sla_state
 from tickets.views import capped_counts, fill_variables
 
@@ -201,6 +202,48 @@ def test_it_counts_tickets_per_status_and_caps_the_count_at_1000(
     html = login(client, alice).get(reverse("queue")).content.decode()
     assert '<span class="count">1000+</span>' in html
     assert '<span class="count">3</span>' in html
+
+
+def test_it_counts_an_agents_tabs_part_by_part_exactly_as_one_count_would(
+    client: Client, alice: Agent, bob: Agent, outage: Ticket, bill: Ticket
+) -> None:
+    # alice sees her team's tickets and those assigned to her elsewhere or in no team; the
+    # page counts those parts separately (index-only scans), the sums capped the same way.
+    def make(n: int, status: str, team: Team | None, assignee: Agent | None) -> None:
+        Ticket.objects.bulk_create(
+            Ticket(contact=outage.contact, channel=outage.channel, team=team, status=status,
+                   assignee=assignee)
+            for _ in range(n)
+        )  # fmt: skip
+
+    make(3, "open", outage.team, None)
+    make(2, "open", bill.team, alice)  # assigned to her outside her team
+    make(2, "open", None, alice)  # and in no team
+    make(4, "open", bill.team, bob)  # not hers to see
+    make(1, "pending", outage.team, alice)  # in her team and hers: counted once
+    make(2, "pending", bill.team, alice)
+    make(5, "closed", None, alice)
+    statuses = tuple(Status.values)
+    visible = Ticket.objects.filter(visible_filter(alice))
+    parts = [Ticket.objects.filter(p) for p in visible_parts(alice) or []]
+    for cap in (1, 2, 4, 5, 6, 1000):
+        assert capped_counts(visible, statuses, cap, parts=parts) == capped_counts(
+            visible, statuses, cap
+        ), cap
+    assert capped_counts(visible, statuses, 1000, parts=parts) == {
+        "new": 1,  # the outage fixture
+        "open": 7,
+        "pending": 3,
+        "resolved": 0,
+        "closed": 5,
+    }
+    assert capped_counts(visible, statuses, 4, parts=parts)["open"] == 5  # cap + 1: "4+"
+
+    html = login(client, alice).get(reverse("queue") + "?status=all").content.decode()
+    assert '<span class="count">7</span>' in html and '<span class="count">5</span>' in html
+    assert visible_parts(Agent.objects.get(pk=alice.pk)) is not None
+    carol = make_agent("carol-sup", role="supervisor")
+    assert visible_parts(carol) is None
 
 
 def test_it_serves_the_queue_in_a_bounded_number_of_queries(

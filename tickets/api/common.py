@@ -11,6 +11,7 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 
+from tickets.auth import one_query_available, user_by_token
 from tickets.errors import Forbidden, NotFound
 from tickets.models import Agent
 
@@ -26,14 +27,23 @@ class AgentTokenAuthentication(TokenAuthentication):
     request needs it, and a query saved per request matters at queue-refresh rates."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
-        model = self.get_model()
-        try:
-            token = model.objects.select_related("user", "user__agent").get(key=key)
-        except model.DoesNotExist as exc:
-            raise exceptions.AuthenticationFailed("invalid token") from exc
-        if not token.user.is_active:
+        if one_query_available():
+            # One hand-written query (user, agent, team ids), nothing cached: a deleted
+            # token fails on the next request.
+            found = user_by_token(key)
+            if found is None:
+                raise exceptions.AuthenticationFailed("invalid token")
+            user, token = found
+        else:
+            model = self.get_model()
+            try:
+                token = model.objects.select_related("user", "user__agent").get(key=key)
+            except model.DoesNotExist as exc:
+                raise exceptions.AuthenticationFailed("invalid token") from exc
+            user = token.user
+        if not user.is_active:
             raise exceptions.AuthenticationFailed("this account is disabled")
-        return (token.user, token)
+        return (user, token)
 
 
 class SafeJSONParser(JSONParser):

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from tickets import keyset
+from tickets import keyset, rows
 from tickets.errors import InvalidInput
 
 from .common import MAX_ID
@@ -97,9 +97,8 @@ class QueuePagination(BasePagination):
         size = keyset.page_size(
             request.query_params.get(SIZE_PARAM), default=self.default_size, maximum=self.max_size
         )
-        self.page = keyset.paginate(
-            queryset, cursor=request.query_params.get(CURSOR_PARAM), size=size
-        )
+        # The queue rows' own reader (tickets.rows): the page query as fixed SQL text.
+        self.page = rows.page(queryset, cursor=request.query_params.get(CURSOR_PARAM), size=size)
         return self.page.rows
 
     def get_paginated_response(self, data: Any) -> Response:

@@ -114,7 +114,7 @@ class TicketViewSet(StaffAPIMixin, viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         # The fast path of tickets.rows: no joins but the contact, no serializer per row.
         queryset = self.filter_queryset(Ticket.objects.filter(visible_filter(self.agent)))
-        rows = rows_module.prepare(self.paginate_queryset(rows_module.row_queryset(queryset)))
+        rows = rows_module.prepare(self.paginate_queryset(queryset))
         tz = timezone.get_current_timezone()
         return self.get_paginated_response([rows_module.api_row(t, tz) for t in rows])
 

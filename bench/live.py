@@ -1,0 +1,1023 @@
+"""Live benchmark: agents' WebSockets on a real ASGI server while webhooks arrive, measured from
+the webhook POST to the frame on every socket that should show it.
+
+    .venv/bin/python bench/live.py                                  # 100, then 500 agents
+    .venv/bin/python bench/live.py --agents 20,50 --seconds 10 --no-results
+
+Per agent count (each on a fresh database `helpdesk_bench_live`, Redis db 12):
+
+1. Seed: `--teams` teams (4), one channel per kind (telegram, whatsapp, viber, sms), each
+   channel's tickets going to one team; N agent accounts, one of them the supervisor (sees
+   every ticket), the others in one team each, every fifth also in a second team; all
+   online, as after logging in, and a session for each written through the session engine
+   (what the login form does, without N password hashes).
+2. Servers, as the README's production table runs them: `uvicorn helpdesk.asgi:application`
+   (one process, uvloop/httptools, per-message deflate as browsers negotiate it) for `/ws/`,
+   gunicorn (`--web-workers`, 2 sync) for the webhooks, one real Celery worker (prefork
+   ×`--worker-concurrency`) processing the events, channels_redis's pub/sub layer on Redis,
+   all with the channel-layer prefix `bench-live` (Redis pub/sub ignores db numbers: another
+   prefix would mix our events with other runs' sockets).
+3. Sockets: a separate client process (`websockets`, one asyncio loop) opens the N sockets
+   with the agents' session cookies and same-origin headers, waits for each "hello", pings
+   every `config.ping` seconds as the page does, and records the monotonic time of every
+   ticket event it receives (batches unpacked) with its ticket id and the tag of the message
+   the event's preview shows. Memory: the ASGI process's RSS (/proc) with one socket opened
+   and closed (warm), then with the N sockets connected and idle; the difference / N.
+4. Load: signed webhooks built by channels_in/simulate.py (customers threading follow-ups
+   onto their tickets, as ingest does), each text starting with a unique tag (`LV0000123`),
+   posted open-loop at `--rate`/s for `--seconds` from this process; the start time of each
+   POST is recorded (CLOCK_MONOTONIC is one clock for every process on Linux). A short
+   warm-up (`--warmup` messages, not measured) goes first.
+5. Drain: until every accepted event is processed, then until no ticket event has reached any
+   socket for `--drain` (3) seconds, at most `--drain-max` (300): what is still queued in the
+   ASGI process then counts as lost, marked "drain timed out" (late rather than dropped).
+   Then the client closes its sockets and hands over its records.
+6. Match, from the database: each tagged message's ticket and its place among the ticket's
+   messages (message id order: the ticket's row lock orders them). The sockets that should
+   get it are the supervisor's, those of the agents in the ticket's team, and its assignee's
+   (routing assigns within the team, in the message's transaction). A socket got message k
+   of a ticket at the first ticket event of that ticket whose preview shows message k or a
+   later one: the consumer coalesces a ticket's events within HELPDESK_LIVE_COALESCE_MS
+   (100) and sends only the newest, which carries every earlier message too. Latency = that
+   frame's receive time - the POST's start; lost = expected (socket, message) pairs never
+   shown. "first" is the fastest socket per message (the pipeline without the fan-out).
+   CPU ms of the ASGI process per delivered socket-event, from /proc, is the figure to
+   optimise; wall times on a shared 2-core machine move ±50 %.
+
+Targets (issue 4): p99 ≤ 150 ms with 100 agents, ≤ 300 ms with 500; 0 lost.
+Appends a section to bench/RESULTS.md unless `--no-results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import json
+import os
+import pickle
+import random
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# Run as a script, Python puts bench/ first on the path, where bench/queue.py would shadow the
+# standard library's `queue`: put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+from bench.common import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    Gunicorn,
+    append_results,
+    create_database,
+    database_url,
+    free_port,
+    load_average,
+    machine_description,
+    manage,
+    markdown_table,
+    percentile,
+    project_env,
+    terminate_on_sigterm,
+    text_table,
+    utc_now_label,
+)
+
+DB = "helpdesk_bench_live"
+REDIS_DB = 12
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+QUEUE = "bench-live"
+PREFIX = "bench-live"
+UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
+KINDS = ("telegram", "whatsapp", "viber", "sms")
+TAG = "LV"
+TAG_RE = re.compile(r"^LV(\d{7})")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def target_ms(agents: int) -> float | None:
+    """The issue's targets: 150 ms up to 100 agents, 300 ms up to 500."""
+    if agents <= 100:
+        return 150.0
+    if agents <= 500:
+        return 300.0
+    return None
+
+
+def env_for() -> dict[str, str]:
+    return project_env(
+        DATABASE_URL=database_url(DB),
+        REDIS_URL=REDIS_URL,
+        SECRET_KEY="bench-live-secret",  # noqa: S106
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        CELERY_TASK_ALWAYS_EAGER="0",
+        CELERY_QUEUE=QUEUE,
+        CHANNEL_LAYER_PREFIX=PREFIX,
+        CACHE_PREFIX=PREFIX,
+        DB_POOL_MAX="4",
+        LOG_LEVEL="WARNING",
+        DEBUG="0",
+        SECURE_COOKIES="0",
+    )
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def proc_rss(pid: int) -> int:
+    """Resident set size of `pid` in bytes (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def proc_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (those still alive)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command may contain spaces: fields counted after its closing parenthesis.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+class Uvicorn:
+    """`uvicorn helpdesk.asgi:application`, one process (the README's production command,
+    on loopback), started in a session of its own and always stopped."""
+
+    def __init__(self, env: dict[str, str], *, profile: str = "") -> None:
+        self.port = free_port()
+        self.profile = profile
+        self.log_path = Path(f"/tmp/helpdesk-bench-live-uvicorn-{self.port}.log")  # noqa: S108
+        log = self.log_path.open("wb")
+        # --profile-asgi: cProfile of the event loop's thread (the consumers, the layer, the
+        # WebSocket protocol), written when uvicorn exits on SIGTERM.
+        start = (
+            [str(PYTHON), "-m", "cProfile", "-o", profile, "-m", "uvicorn"]
+            if profile
+            else [str(UVICORN)]
+        )
+        self.proc = subprocess.Popen(
+            [
+                *start,
+                "helpdesk.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--lifespan",
+                "off",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited; see {self.log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code < 500:
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"uvicorn did not answer in 60 s; see {self.log_path}")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        # uvicorn re-raises the signal after its graceful shutdown; SIGINT's default handler
+        # raises KeyboardInterrupt, which lets cProfile write its file on the way out.
+        self.proc.send_signal(signal.SIGINT if self.profile else signal.SIGTERM)
+        try:
+            self.proc.wait(60 if self.profile else 15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Worker:
+    """A real Celery worker on the bench queue (prefork, `concurrency` processes)."""
+
+    def __init__(self, env: dict[str, str], concurrency: int, nice: int) -> None:
+        self.log = Path("/tmp/helpdesk-bench-live-worker.log")  # noqa: S108
+        cmd = [
+            "nice",
+            "-n",
+            str(nice),
+            str(PYTHON),
+            "-m",
+            "celery",
+            "-A",
+            "helpdesk",
+            "worker",
+            "-c",
+            str(concurrency),
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def pids(self) -> list[int]:
+        # nice execs celery in place: the main process and its pool children.
+        return [self.proc.pid, *children(self.proc.pid)]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# --------------------------------------------------------------------------- seed
+
+
+@dataclass(frozen=True)
+class SocketSpec:
+    agent_id: int
+    session_key: str
+    supervisor: bool
+    teams: tuple[int, ...]
+
+
+def setup_django() -> None:
+    import django
+
+    os.environ.update(env_for())
+    # No pool in this process: each run drops and recreates the database under it.
+    os.environ["DB_POOL_MAX"] = "0"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "helpdesk.settings"
+    django.setup()
+
+
+def prepare(env: dict[str, str], agents: int, teams: int) -> list[SocketSpec]:
+    """A fresh database and Redis db, migrated and seeded; one socket spec per agent."""
+    from django.db import connections
+
+    connections.close_all()
+    create_database(DB, drop_first=True)
+    subprocess.run(["redis-cli", "-n", str(REDIS_DB), "FLUSHDB"], check=True, capture_output=True)
+    manage(["migrate", "--noinput", "-v", "0"], env)
+    specs = seed(agents, teams)
+    connections.close_all()
+    return specs
+
+
+def seed(agents: int, team_count: int) -> list[SocketSpec]:
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+    from django.contrib.auth.hashers import make_password
+    from django.db import transaction
+
+    from channels_in.models import Channel
+    from tickets.management import demo_data
+    from tickets.models import Agent, Presence, Role, Team
+
+    user_model = get_user_model()
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    backend = settings.AUTHENTICATION_BACKENDS[0]
+    with transaction.atomic():
+        teams = [
+            Team.objects.create(name=f"Team {i + 1}", slug=f"team-{i + 1}")
+            for i in range(team_count)
+        ]
+        by_kind = {c[0]: c for c in demo_data.CHANNELS}
+        for i, kind in enumerate(KINDS):
+            _kind, key, name, _team, creds, cfg = by_kind[kind]
+            Channel.objects.create(
+                kind=kind,
+                key=key,
+                name=name,
+                credentials=creds,
+                settings=cfg,
+                default_team=teams[i % team_count],
+            )
+        # An unusable password: nobody logs in with these, and N password hashes would
+        # take minutes of CPU; the session below is what a login leaves behind.
+        users = user_model.objects.bulk_create(
+            user_model(
+                username=f"bench-live-{i:04d}",
+                first_name=f"Agent {i}",
+                email=f"bench-live-{i:04d}@utility.example",
+                password=make_password(None),
+            )
+            for i in range(agents)
+        )
+        languages = list(settings.HELPDESK_LANGUAGES)
+        rows = Agent.objects.bulk_create(
+            Agent(
+                user=user,
+                role=Role.SUPERVISOR if i == 0 else Role.AGENT,
+                languages=languages,
+                capacity=10,
+                presence=Presence.ONLINE,
+            )
+            for i, user in enumerate(users)
+        )
+        membership: dict[int, tuple[int, ...]] = {}
+        links = []
+        for i, agent in enumerate(rows):
+            if i == 0:
+                membership[agent.pk] = ()
+                continue
+            mine = [teams[i % team_count].pk]
+            if i % 5 == 0 and team_count > 1:
+                mine.append(teams[(i + 1) % team_count].pk)
+            membership[agent.pk] = tuple(mine)
+            links += [Agent.teams.through(agent_id=agent.pk, team_id=t) for t in mine]
+        Agent.teams.through.objects.bulk_create(links)
+    specs = []
+    for user, agent in zip(users, rows, strict=True):
+        session = store()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = backend
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        specs.append(
+            SocketSpec(
+                agent.pk, session.session_key or "", agent.is_supervisor, membership[agent.pk]
+            )
+        )
+    return specs
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def make_hooks(count: int, base_url: str, seed: int) -> list[tuple[int, Any]]:
+    """(tag, signed webhook) pairs; each message's text starts with its tag, which the
+    ticket's preview (and so every ticket event) then shows."""
+    from channels_in.models import Channel
+    from channels_in.simulate import Persona, Simulator
+
+    class TaggedSimulator(Simulator):
+        def _text(self, persona: Persona, follow_up: bool) -> str:
+            # hook_for() counts the message before asking for its text.
+            return f"{TAG}{self.counter:07d} {super()._text(persona, follow_up)}"
+
+    channels = list(Channel.objects.filter(kind__in=KINDS).order_by("pk"))
+    sim = TaggedSimulator(channels, base_url=base_url, seed=seed, customers=2000)
+    hooks = []
+    for _ in range(count):
+        hook = sim.next(follow_up_rate=0.4)
+        hooks.append((sim.counter, hook))
+    return hooks
+
+
+@dataclass
+class Posted:
+    started: dict[int, float] = field(default_factory=dict)  # tag -> monotonic POST start
+    statuses: dict[int, int] = field(default_factory=dict)
+    post_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    late: int = 0  # POSTs that started > 50 ms after their due time (the client fell behind)
+
+
+def post_at_rate(
+    base_url: str, hooks: list[tuple[int, Any]], rate: float, posted: Posted, concurrency: int
+) -> None:
+    """Open loop: hook i is due at start + i / rate, whatever earlier POSTs are doing."""
+    lock = threading.Lock()
+    index = iter(range(len(hooks)))
+    start = time.monotonic()
+
+    def worker() -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            while True:
+                with lock:
+                    i = next(index, None)
+                if i is None:
+                    return
+                due = start + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                tag, hook = hooks[i]
+                t0 = time.monotonic()
+                try:
+                    status = client.post(
+                        hook.path, content=hook.body, headers=hook.headers
+                    ).status_code
+                except httpx.HTTPError:
+                    status = 0
+                took = (time.monotonic() - t0) * 1000
+                with lock:
+                    posted.statuses[status] = posted.statuses.get(status, 0) + 1
+                    posted.post_ms.append(took)
+                    if t0 - due > 0.05:
+                        posted.late += 1
+                    if 200 <= status < 300:
+                        posted.started[tag] = t0
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    posted.elapsed_s = time.monotonic() - start
+
+
+def wait_processed(expected: int, timeout: float) -> bool:
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM channels_in_inboundevent "
+                "WHERE status IN ('processed', 'failed')"
+            )
+            (done,) = cursor.fetchone()
+        if done >= expected:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class Client:
+    """The socket process (this script with `--client <config>`), driven over its stdin and
+    stdout: it prints "ready <connected> <failed>" once every socket said hello; on
+    "drain <quiet> <max>" it waits until no ticket event has come for `quiet` seconds (at most
+    `max`: the server may still be sending a backlog) and prints "drained"; on "stop" it
+    closes the sockets and pickles its records to the config's `out` path."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.proc = subprocess.Popen(
+            [str(PYTHON), str(Path(__file__).resolve()), "--client", json.dumps(config)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.out = Path(config["out"])
+
+    def wait_ready(self, timeout: float) -> tuple[int, int]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("ready"):
+            self.kill()
+            raise RuntimeError(f"the socket client did not get ready: {line!r}")
+        _, connected, failed = line.split()
+        return int(connected), int(failed)
+
+    def drain(self, quiet: float, most: float) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"drain {quiet} {most}\n".encode())
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], most + 60)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("drained"):
+            self.kill()
+            raise RuntimeError(f"the socket client did not drain: {line!r}")
+
+    def stop(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"stop\n")
+        self.proc.stdin.flush()
+        self.proc.wait(120)
+        with self.out.open("rb") as fh:
+            result: dict[str, Any] = pickle.load(fh)  # noqa: S301  (our own file)
+        self.out.unlink()
+        return result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def client_main(config: dict[str, Any]) -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_client(config))
+
+
+async def _client(config: dict[str, Any]) -> None:
+    from websockets.asyncio.client import connect
+
+    url: str = config["url"]
+    origin: str = config["origin"]
+    keys: list[str] = config["keys"]
+    # Per socket: (ticket id, message tag, receive time); tag -1 when the preview shows none.
+    records: list[list[tuple[int, int, float]]] = [[] for _ in keys]
+    counts: dict[str, int] = defaultdict(int)
+    sockets: list[Any] = [None] * len(keys)
+    gate = asyncio.Semaphore(config["connect_concurrency"])
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+
+    last_event = [0.0]
+
+    def handle(i: int, text: str, at: float) -> None:
+        counts["frames"] += 1
+        counts["bytes"] += len(text)
+        frame = json.loads(text)
+        kind = frame.get("type")
+        events = frame.get("events", ()) if kind == "batch" else (frame,)
+        for event in events:
+            if event.get("type") != "ticket":
+                counts[f"other:{event.get('type')}"] += 1
+                continue
+            row = event["ticket"]
+            if event.get("op") == "remove":
+                counts["removes"] += 1
+                continue
+            match = TAG_RE.match(row.get("preview") or "")
+            last_event[0] = at
+            records[i].append((row["id"], int(match.group(1)) if match else -1, at))
+
+    async def receive(i: int, ws: Any) -> None:
+        try:
+            async for text in ws:
+                handle(i, text, time.monotonic())
+        except Exception as exc:
+            counts[f"error:{type(exc).__name__}"] += 1
+        if not stopping.is_set():
+            counts["closed_early"] += 1
+
+    async def ping(ws: Any, every: float) -> None:
+        # Staggered, as N browsers are: not N pings in the same millisecond.
+        await asyncio.sleep(random.uniform(0, every))
+        with contextlib.suppress(Exception):
+            while True:
+                await ws.send('{"type":"ping"}')
+                await asyncio.sleep(every)
+
+    async def open_one(i: int) -> bool:
+        async with gate:
+            try:
+                ws = await connect(
+                    url,
+                    origin=origin,
+                    additional_headers={"Cookie": f"sessionid={keys[i]}"},
+                    proxy=None,
+                    open_timeout=60,
+                    max_size=None,
+                )
+                hello = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            except Exception as exc:
+                counts[f"connect:{type(exc).__name__}"] += 1
+                return False
+            if hello.get("type") != "hello":
+                counts["no_hello"] += 1
+                await ws.close()
+                return False
+            sockets[i] = ws
+            every = float((hello.get("config") or {}).get("ping") or 25)
+            tasks.append(asyncio.create_task(receive(i, ws)))
+            tasks.append(asyncio.create_task(ping(ws, every)))
+            return True
+
+    stopping = asyncio.Event()
+    opened = await asyncio.gather(*(open_one(i) for i in range(len(keys))))
+    connected = sum(opened)
+    cpu_connected = time.process_time()
+    print(f"ready {connected} {len(keys) - connected}", flush=True)
+    command = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+    if command and command[0] == "drain":
+        quiet, most = float(command[1]), float(command[2])
+        asked = time.monotonic()
+        while time.monotonic() - last_event[0] < quiet:
+            if time.monotonic() - asked > most:
+                counts["drain_timed_out"] += 1
+                break
+            await asyncio.sleep(0.1)
+        counts["drain_ms"] = int((time.monotonic() - asked) * 1000)
+        print("drained", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+    stopping.set()
+    cpu_run = time.process_time() - cpu_connected
+    await asyncio.gather(*(ws.close() for ws in sockets if ws is not None), return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    with open(config["out"], "wb") as fh:
+        pickle.dump(
+            {"records": records, "counts": dict(counts), "cpu_s": cpu_run, "connected": connected},
+            fh,
+        )
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@dataclass
+class Result:
+    agents: int
+    sockets: int = 0
+    posted: int = 0
+    accepted: int = 0
+    stored: int = 0
+    expected: int = 0
+    received: int = 0
+    lost: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    first_ms: list[float] = field(default_factory=list)
+    rss_before: int = 0
+    rss_idle: int = 0
+    rss_after: int = 0
+    asgi_cpu_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    window_s: float = 0.0
+    socket_events: int = 0
+    frames: int = 0
+    late_posts: int = 0
+    posted_rate: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    post_p99_ms: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    lost_examples: list[str] = field(default_factory=list)
+
+    @property
+    def rss_per_socket(self) -> float:
+        return (self.rss_idle - self.rss_before) / self.sockets if self.sockets else 0.0
+
+    def p(self, q: float, values: list[float] | None = None) -> float:
+        return percentile(self.latencies_ms if values is None else values, q)
+
+
+def analyse(
+    result: Result, specs: list[SocketSpec], posted: Posted, client: dict[str, Any]
+) -> None:
+    """Expected (socket, message) pairs from the database, matched against what each socket
+    received (see the module docstring)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.ticket_id, m.text, t.team_id, t.assignee_id FROM tickets_message m "
+            "JOIN tickets_ticket t ON t.id = m.ticket_id "
+            "WHERE m.direction = 'in' ORDER BY m.ticket_id, m.id"
+        )
+        rows = cursor.fetchall()
+    connection.close()
+
+    socket_of_agent = {s.agent_id: i for i, s in enumerate(specs)}
+    supervisors = [i for i, s in enumerate(specs) if s.supervisor]
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, s in enumerate(specs):
+        for team in s.teams:
+            members[team].append(i)
+
+    # Each tagged message: its ticket, its place among the ticket's messages.
+    place: dict[int, tuple[int, int]] = {}
+    tickets: dict[int, tuple[int | None, int | None]] = {}
+    position: dict[int, int] = defaultdict(int)
+    for ticket_id, text, team_id, assignee_id in rows:
+        match = TAG_RE.match(text or "")
+        position[ticket_id] += 1
+        tickets[ticket_id] = (team_id, assignee_id)
+        if match:
+            place[int(match.group(1))] = (ticket_id, position[ticket_id])
+
+    # Per (socket, ticket): receive times, and the furthest message shown so far.
+    records: list[list[tuple[int, int, float]]] = client["records"]
+    shown: dict[tuple[int, int], tuple[list[float], list[int]]] = {}
+    for i, socket_records in enumerate(records):
+        for ticket_id, tag, at in socket_records:
+            times, furthest = shown.setdefault((i, ticket_id), ([], []))
+            pos = place[tag][1] if tag in place and place[tag][0] == ticket_id else 0
+            times.append(at)
+            furthest.append(max(pos, furthest[-1] if furthest else 0))
+            result.socket_events += 1
+
+    result.accepted = len(posted.started)
+    for tag, t0 in posted.started.items():
+        if tag not in place:
+            continue  # accepted but not stored: counted apart (result.stored)
+        result.stored += 1
+        ticket_id, pos = place[tag]
+        team_id, assignee_id = tickets[ticket_id]
+        recipients = set(supervisors)
+        if team_id is not None:
+            recipients.update(members.get(team_id, ()))
+        if assignee_id is not None and assignee_id in socket_of_agent:
+            recipients.add(socket_of_agent[assignee_id])
+        first = None
+        for i in recipients:
+            result.expected += 1
+            got = shown.get((i, ticket_id))
+            k = bisect.bisect_left(got[1], pos) if got else 0
+            if got is None or k == len(got[1]):
+                result.lost += 1
+                if len(result.lost_examples) < 5:
+                    result.lost_examples.append(f"LV{tag:07d} ticket {ticket_id} socket {i}")
+                continue
+            latency = (got[0][k] - t0) * 1000
+            result.received += 1
+            result.latencies_ms.append(latency)
+            first = latency if first is None else min(first, latency)
+        if first is not None:
+            result.first_ms.append(first)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def run_one(agents: int, args: argparse.Namespace, env: dict[str, str]) -> Result:
+    result = Result(agents=agents)
+    print(f"\n== {agents} agents: seeding ...", flush=True)
+    specs = prepare(env, agents, args.teams)
+    result.sockets = len(specs)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    server = Uvicorn(env, profile=f"{args.profile_asgi}.{agents}" if args.profile_asgi else "")
+    worker: Worker | None = None
+    client: Client | None = None
+    try:
+        with Gunicorn(env, workers=args.web_workers) as web:
+            worker = Worker(env, args.worker_concurrency, args.worker_nice)
+            count = int(args.rate * args.seconds)
+            hooks = make_hooks(args.warmup + count, web.base_url, args.seed)
+            ws_url = server.base_url.replace("http://", "ws://") + "/ws/agent/"
+            # Warm: the first socket loads the session, the layer's Redis connections, the
+            # thread pool, the database pool; the baseline RSS is taken after it closes.
+            warm = Client(
+                {
+                    "url": ws_url,
+                    "origin": server.base_url,
+                    "keys": [specs[-1].session_key],
+                    "connect_concurrency": 1,
+                    "out": str(scratch / "warm.pickle"),
+                }
+            )
+            warm.wait_ready(60)
+            warm.stop()
+            time.sleep(1.0)
+            result.rss_before = proc_rss(server.proc.pid)
+
+            print(f"   connecting {len(specs)} sockets ...", flush=True)
+            client = Client(
+                {
+                    "url": ws_url,
+                    "origin": server.base_url,
+                    "keys": [s.session_key for s in specs],
+                    "connect_concurrency": args.connect_concurrency,
+                    "out": str(scratch / "sockets.pickle"),
+                }
+            )
+            connected, failed = client.wait_ready(300)
+            if failed:
+                raise RuntimeError(f"{failed} sockets failed to connect; see {server.log_path}")
+            time.sleep(args.settle)
+            result.rss_idle = proc_rss(server.proc.pid)
+
+            # Warm-up messages (gunicorn's and the worker's first requests), not measured.
+            warmup = Posted()
+            post_at_rate(
+                web.base_url, hooks[: args.warmup], args.rate, warmup, args.post_concurrency
+            )
+            wait_processed(len(warmup.started), timeout=60)
+            time.sleep(1.0)
+
+            print(
+                f"   {connected} sockets; posting {count} webhooks at {args.rate:.0f}/s ...",
+                flush=True,
+            )
+            posted = Posted()
+            cpu0 = (proc_cpu([server.proc.pid]), proc_cpu(worker.pids()))
+            started = time.monotonic()
+            post_at_rate(
+                web.base_url, hooks[args.warmup :], args.rate, posted, args.post_concurrency
+            )
+            done = wait_processed(len(warmup.started) + len(posted.started), timeout=600)
+            if not done:
+                print("   not every event was processed in 10 minutes", flush=True)
+            # The sockets' drain: until no ticket event has come for --drain seconds.
+            client.drain(args.drain, args.drain_max)
+            result.window_s = time.monotonic() - started
+            result.asgi_cpu_s = proc_cpu([server.proc.pid]) - cpu0[0]
+            result.worker_cpu_s = proc_cpu(worker.pids()) - cpu0[1]
+            result.rss_after = proc_rss(server.proc.pid)
+            records = client.stop()
+            client = None
+    finally:
+        if client is not None:
+            client.kill()
+        if worker is not None:
+            worker.stop()
+        server.stop()
+        with contextlib.suppress(OSError):
+            for leftover in scratch.iterdir():
+                leftover.unlink()
+            scratch.rmdir()
+
+    result.posted = sum(posted.statuses.values())
+    result.late_posts = posted.late
+    result.posted_rate = len(posted.post_ms) / posted.elapsed_s if posted.elapsed_s else 0.0
+    result.statuses = dict(sorted(posted.statuses.items()))
+    result.post_p99_ms = percentile(posted.post_ms, 99)
+    result.client_cpu_s = records["cpu_s"]
+    result.counts = records["counts"]
+    result.frames = records["counts"].get("frames", 0)
+    analyse(result, specs, posted, records)
+    return result
+
+
+def report_rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
+    headers = [
+        "agents",
+        "messages",
+        "expected",
+        "received",
+        "lost",
+        "p50 ms",
+        "p99 ms",
+        "first p50/p99 ms",
+        "RSS/socket",
+        "ASGI CPU µs/event",
+        "target p99",
+        "result",
+    ]
+    rows = []
+    for r in results:
+        target = target_ms(r.agents)
+        p99 = r.p(99)
+        ok = r.lost == 0 and r.stored == r.accepted and (target is None or p99 <= target)
+        rows.append(
+            [
+                str(r.agents),
+                f"{r.stored}/{r.posted}",
+                str(r.expected),
+                str(r.received),
+                # Still queued in the ASGI process when the drain gave up: late, maybe not lost.
+                f"{r.lost} (drain timed out)" if r.counts.get("drain_timed_out") else str(r.lost),
+                f"{r.p(50):.0f}",
+                f"{p99:.0f}",
+                f"{r.p(50, r.first_ms):.0f} / {r.p(99, r.first_ms):.0f}",
+                f"{r.rss_per_socket / 1024:.0f} kB",
+                f"{r.asgi_cpu_s * 1e6 / r.socket_events:.0f}" if r.socket_events else "-",
+                f"≤ {target:.0f} ms, 0 lost" if target else "0 lost",
+                "pass" if ok else "FAIL",
+            ]
+        )
+    return headers, rows
+
+
+def details(r: Result) -> str:
+    window = r.window_s or 1.0
+    other = ", ".join(
+        f"{k} {v}" for k, v in sorted(r.counts.items()) if k not in {"frames", "bytes"}
+    )
+    return (
+        f"{r.agents} agents: {r.sockets} sockets, {r.frames} frames / {r.socket_events} ticket "
+        f"events received; RSS {r.rss_before / 2**20:.0f} MB warm → {r.rss_idle / 2**20:.0f} MB "
+        f"with the sockets → {r.rss_after / 2**20:.0f} MB after the load; CPU over the "
+        f"{window:.0f} s window: ASGI {r.asgi_cpu_s:.1f} s ({r.asgi_cpu_s / window:.0%} of a "
+        f"core), worker {r.worker_cpu_s:.1f} s, socket client {r.client_cpu_s:.1f} s; webhook "
+        f"POSTs at {r.posted_rate:.0f}/s, p99 {r.post_p99_ms:.0f} ms, {r.late_posts} started "
+        "> 50 ms late, statuses "
+        + " ".join(f"{code}×{n}" for code, n in r.statuses.items())
+        + (f"; {other}" if other else "")
+        + (f"; lost e.g. {', '.join(r.lost_examples)}" if r.lost_examples else "")
+    )
+
+
+def commit_measured() -> str:
+    """The commit, and whether the shared working tree had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return (git("rev-parse", "--short", "HEAD") or "?") + (
+        " + uncommitted changes" if dirty else ""
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--client":
+        client_main(json.loads(sys.argv[2]))
+        return
+    terminate_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", default="100,500", help="comma-separated agent counts")
+    parser.add_argument("--rate", type=float, default=100.0, help="webhooks per second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--teams", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=20, help="unmeasured messages first")
+    parser.add_argument(
+        "--drain", type=float, default=3.0, help="stop when no event came for this long"
+    )
+    parser.add_argument(
+        "--drain-max", type=float, default=300.0, help="give up on the backlog after this long"
+    )
+    parser.add_argument("--settle", type=float, default=3.0, help="idle seconds before RSS")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--worker-nice", type=int, default=0)
+    parser.add_argument("--post-concurrency", type=int, default=32, help="poster threads")
+    parser.add_argument("--connect-concurrency", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--profile-asgi", default="", help="cProfile the ASGI process into PATH.<agents>"
+    )
+    parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.agents.split(",") if n.strip()]
+    env = env_for()
+    setup_django()
+    load_before = load_average()
+    results = [run_one(n, args, env) for n in counts]
+    load_after = load_average()
+
+    headers, rows = report_rows(results)
+    print()
+    print(text_table(headers, rows))
+    for r in results:
+        print(details(r))
+    print(
+        f"load before {' '.join(f'{x:.2f}' for x in load_before)}, "
+        f"after {' '.join(f'{x:.2f}' for x in load_after)}"
+    )
+    if args.no_results:
+        return
+    machine = machine_description()
+    section = "\n".join(
+        [
+            f"## Live sockets — {utc_now_label()}",
+            "",
+            f"`.venv/bin/python bench/live.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+            "",
+            f"Machine: {machine['cores']} cores ({machine['cpu']}), PostgreSQL "
+            f"{machine['postgresql']}, Python {machine['python']}; load before "
+            f"{load_before[0]:.2f}, after {load_after[0]:.2f}. uvicorn (1 process), gunicorn "
+            f"{args.web_workers} sync workers, one Celery worker ×{args.worker_concurrency} "
+            f"(nice {args.worker_nice}), channels_redis pub/sub layer; {args.rate:.0f} "
+            f"webhooks/s for {args.seconds:.0f} s, {args.teams} teams, one supervisor. Commit "
+            f"{commit_measured()}.",
+            "",
+            markdown_table(headers, rows),
+            "",
+            *(f"- {details(r)}" for r in results),
+            "",
+            "Latency: webhook POST start → the ticket event showing the message on each socket "
+            "that may see the ticket (supervisor, the ticket's team, its assignee); includes "
+            "the consumer's 100 ms coalescing window. first: the fastest socket per message.",
+        ]
+    )
+    append_results(section)
+
+
+if __name__ == "__main__":
+    main()
