@@ -33,6 +33,7 @@ BENCH_DIR = ROOT / "bench"
 RESULTS_FILE = BENCH_DIR / "RESULTS.md"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+CELERY = ROOT / ".venv" / "bin" / "celery"
 
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5432"))
@@ -235,6 +236,72 @@ class Gunicorn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (a Celery worker's pool)."""
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+class CeleryWorker:
+    """A real `celery worker` (prefork, `concurrency` processes) on the queue the benchmark's
+    environment names (CELERY_QUEUE), started in a session of its own and always stopped.
+    `nice` > 0 lowers its priority so the webhook tier keeps the CPU in a burst: accepting is
+    the promise, processing may trail. BENCH_CELERY_LOGLEVEL=INFO logs every task's run time
+    (at some cost)."""
+
+    def __init__(
+        self, env: dict[str, str], concurrency: int, log_path: Path, *, nice: int = 0
+    ) -> None:
+        self.env = env
+        self.concurrency = concurrency
+        self.log_path = log_path
+        self.nice = nice
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start, and return once the pool's processes are up."""
+        cmd = [
+            str(CELERY), "-A", "helpdesk", "worker", "-c", str(self.concurrency),
+            "-Q", self.env["CELERY_QUEUE"],
+            f"--loglevel={self.env.get('BENCH_CELERY_LOGLEVEL', 'WARNING')}",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"bench-{os.getpid()}@%h",
+        ]  # fmt: skip
+        if self.nice:
+            cmd = ["nice", "-n", str(self.nice), *cmd]  # nice execs celery in place
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery exited; see {self.log_path}")
+            if len(children(self.proc.pid)) >= self.concurrency:
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"celery did not start its pool; see {self.log_path}")
+
+    def pids(self) -> list[int]:
+        """The main process and its pool (for CPU accounting)."""
+        return [self.proc.pid, *children(self.proc.pid)] if self.proc else []
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the tasks in hand
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
 
 
 def terminate_on_sigterm() -> None:

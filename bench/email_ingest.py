@@ -37,14 +37,12 @@ elif str(_ROOT) not in sys.path:
 
 import argparse  # noqa: E402
 import base64  # noqa: E402
-import contextlib  # noqa: E402
 import html  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import quopri  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -63,7 +61,6 @@ SECRET_KEY = "bench-only-secret-key-" + "e" * 40
 TOKEN = "bench-inbound-token"  # noqa: S105
 CHANNEL_KEY = "bench-mail"
 OUR_ADDRESS = "support@energy.example"
-CELERY = common.ROOT / ".venv" / "bin" / "celery"
 TARGET_PER_S = 300.0
 PEER_PER_S = 50.0  # django-helpdesk 2.6.1 on this machine (PERF-NOTES: ~40-58)
 
@@ -415,63 +412,6 @@ def _proc_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
-    ).stdout
-    return [int(p) for p in out.split()]
-
-
-class CeleryWorker:
-    def __init__(
-        self, env: dict[str, str], concurrency: int, log_path: Path, app: str = "helpdesk"
-    ) -> None:
-        self.app = app
-        self.env = env
-        # BENCH_CELERY_LOGLEVEL=INFO logs every task's run time (at some cost).
-        self.loglevel = env.get("BENCH_CELERY_LOGLEVEL", "WARNING")
-        self.concurrency = concurrency
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                str(CELERY), "-A", self.app, "worker", "-c", str(self.concurrency),
-                "-Q", self.env["CELERY_QUEUE"], f"--loglevel={self.loglevel}",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-n", f"bench-email-{os.getpid()}@%h",
-            ],
-            cwd=common.ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"celery exited; see {self.log_path}")
-            if len(_children(self.proc.pid)) >= self.concurrency:
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"celery did not start its pool; see {self.log_path}")
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid, *_children(self.proc.pid)] if self.proc else []
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the tasks in hand
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 # =========================================================================== the run
@@ -864,7 +804,7 @@ def main() -> int:
 
     load_before = common.wait_for_quiet(args.max_load, max_wait_s=args.max_wait)
     print(f"load average {load_before:.2f}; starting the worker and gunicorn", flush=True)
-    celery = CeleryWorker(env, args.celery_concurrency, tmp / "celery.log")
+    celery = common.CeleryWorker(env, args.celery_concurrency, tmp / "celery.log")
     verdict: Verdict | None = None
     figures: dict[str, Any] = {}
     try:

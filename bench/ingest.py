@@ -47,6 +47,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.common import (  # noqa: E402
     PYTHON,
     ROOT,
+    CeleryWorker,
     Gunicorn,
     append_results,
     create_database,
@@ -66,6 +67,7 @@ DB = "helpdesk_bench_ingest"
 WRK = Path("/usr/bin/wrk")
 REDIS_URL = "redis://127.0.0.1:6379/14"
 QUEUE = "bench-ingest"
+WORKER_LOG = Path("/tmp/helpdesk-bench-ingest-worker.log")  # noqa: S108
 
 
 @dataclass
@@ -125,49 +127,6 @@ def prepare(env: dict[str, str]) -> None:
         "                           settings=cfg, default_team=team)\n"
     )
     subprocess.run([str(PYTHON), "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True)
-
-
-class Worker:
-    """A real Celery worker (prefork, `concurrency` processes), niced so that the webhook
-    tier keeps its CPU during a burst: accepting is the promise, processing can trail."""
-
-    def __init__(self, env: dict[str, str], concurrency: int, nice: int) -> None:
-        self.log = Path("/tmp/helpdesk-bench-ingest-worker.log")  # noqa: S108
-        cmd = [
-            "nice",
-            "-n",
-            str(nice),
-            str(PYTHON),
-            "-m",
-            "celery",
-            "-A",
-            "helpdesk",
-            "worker",
-            "-c",
-            str(concurrency),
-            "-Q",
-            QUEUE,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def make_hooks(count: int, base_url: str, seed: int, duplicates: float) -> tuple[list, int]:
@@ -469,7 +428,8 @@ def main() -> None:
     prepare(env)
     with Gunicorn(env, workers=args.web_workers) as web:
         hooks, redeliveries = make_hooks(args.messages, web.base_url, args.seed, args.duplicates)
-        worker = Worker(env, args.worker_concurrency, args.nice)
+        worker = CeleryWorker(env, args.worker_concurrency, WORKER_LOG, nice=args.nice)
+        worker.start()
         try:
             warm_up(web.base_url, hooks)
             time.sleep(3)  # the worker's processes are up
@@ -501,7 +461,8 @@ def main() -> None:
     with Gunicorn(env, workers=args.web_workers) as web:
         count = int(args.rate * args.rate_seconds)
         hooks, _ = make_hooks(count, web.base_url, args.seed + 1, 0.0)
-        worker = Worker(env, args.worker_concurrency, args.nice)
+        worker = CeleryWorker(env, args.worker_concurrency, WORKER_LOG, nice=args.nice)
+        worker.start()
         try:
             warm_up(web.base_url, hooks)
             time.sleep(3)
@@ -520,7 +481,8 @@ def main() -> None:
         # More than can be sent in the time (a wrk thread that runs out stops: see the output).
         count = int((1500 if args.client == "wrk" else 2000) * args.burst_seconds)
         hooks, _ = make_hooks(count, web.base_url, args.seed + 2, 0.0)
-        worker = Worker(env, args.worker_concurrency, args.nice)
+        worker = CeleryWorker(env, args.worker_concurrency, WORKER_LOG, nice=args.nice)
+        worker.start()
         try:
             warm_up(web.base_url, hooks)
             time.sleep(3)

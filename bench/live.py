@@ -79,6 +79,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.common import (  # noqa: E402
     PYTHON,
     ROOT,
+    CeleryWorker,
     Gunicorn,
     append_results,
     create_database,
@@ -99,6 +100,7 @@ DB = "helpdesk_bench_live"
 REDIS_DB = 12
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 QUEUE = "bench-live"
+WORKER_LOG = Path("/tmp/helpdesk-bench-live-worker.log")  # noqa: S108
 PREFIX = "bench-live"
 UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
 KINDS = ("telegram", "whatsapp", "viber", "sms")
@@ -153,13 +155,6 @@ def proc_cpu(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return total
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
-    ).stdout
-    return [int(p) for p in out.split()]
 
 
 class Uvicorn:
@@ -222,53 +217,6 @@ class Uvicorn:
         self.proc.send_signal(signal.SIGINT if self.profile else signal.SIGTERM)
         try:
             self.proc.wait(60 if self.profile else 15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-class Worker:
-    """A real Celery worker on the bench queue (prefork, `concurrency` processes)."""
-
-    def __init__(self, env: dict[str, str], concurrency: int, nice: int) -> None:
-        self.log = Path("/tmp/helpdesk-bench-live-worker.log")  # noqa: S108
-        cmd = [
-            "nice",
-            "-n",
-            str(nice),
-            str(PYTHON),
-            "-m",
-            "celery",
-            "-A",
-            "helpdesk",
-            "worker",
-            "-c",
-            str(concurrency),
-            "-Q",
-            QUEUE,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def pids(self) -> list[int]:
-        # nice execs celery in place: the main process and its pool children.
-        return [self.proc.pid, *children(self.proc.pid)]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
@@ -780,11 +728,12 @@ def run_one(agents: int, args: argparse.Namespace, env: dict[str, str]) -> Resul
     result.sockets = len(specs)
     scratch = Path(tempfile.mkdtemp(prefix="bench-live-"))
     server = Uvicorn(env, profile=f"{args.profile_asgi}.{agents}" if args.profile_asgi else "")
-    worker: Worker | None = None
+    worker: CeleryWorker | None = None
     client: Client | None = None
     try:
         with Gunicorn(env, workers=args.web_workers) as web:
-            worker = Worker(env, args.worker_concurrency, args.worker_nice)
+            worker = CeleryWorker(env, args.worker_concurrency, WORKER_LOG, nice=args.worker_nice)
+            worker.start()
             count = int(args.rate * args.seconds)
             hooks = make_hooks(args.warmup + count, web.base_url, args.seed)
             ws_url = server.base_url.replace("http://", "ws://") + "/ws/agent/"

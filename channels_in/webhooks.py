@@ -78,6 +78,19 @@ def count_rejection(channel: Channel, reason: str) -> None:
         log.debug("rejection counter unavailable", exc_info=True)
 
 
+def store_malformed(channel: Channel, body: bytes, meta: dict[str, Any], exc: Exception) -> None:
+    """A body no adapter can read is kept as a failed event, never dropped silently: an
+    operator can read and replay it (webhooks, IMAP polling and mail imports alike)."""
+    store_event(
+        channel,
+        "invalid:" + body_hash(body),
+        body,
+        meta,
+        status=InboundEvent.Status.FAILED,
+        error=f"malformed: {exc}",
+    )
+
+
 def store_event(
     channel: Channel,
     platform_id: str,
@@ -180,15 +193,7 @@ def webhook(request: HttpRequest, kind: str, channel_key: str) -> HttpResponse:
     try:
         platform_id = adapter.event_id(channel, body, meta)
     except PayloadError as exc:
-        # Kept, never dropped silently: an operator can read and replay it.
-        store_event(
-            channel,
-            "invalid:" + body_hash(body),
-            body,
-            meta,
-            status=InboundEvent.Status.FAILED,
-            error=f"malformed: {exc}",
-        )
+        store_malformed(channel, body, meta, exc)
         return _error(400, "malformed", str(exc))
 
     # One INSERT commits on its own (autocommit): no BEGIN/COMMIT round trips. on_commit runs

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 from django.db import transaction
 
-from ..base import PayloadError, body_hash
-from ..models import Channel, InboundEvent
-from ..webhooks import enqueue, store_event
+from ..base import PayloadError
+from ..models import Channel
+from ..webhooks import enqueue, store_event, store_malformed
 
 log = logging.getLogger(__name__)
 
@@ -197,15 +197,7 @@ def _store(
     try:
         platform_id = event_id_for(raw)
     except PayloadError as exc:
-        # Kept as a failed event, like a malformed webhook body: an operator can read it.
-        store_event(
-            channel,
-            "invalid:" + body_hash(raw),
-            raw,
-            meta,
-            status=InboundEvent.Status.FAILED,
-            error=f"malformed: {exc}",
-        )
+        store_malformed(channel, raw, meta, exc)
         result.failed += 1
         return
     with transaction.atomic():

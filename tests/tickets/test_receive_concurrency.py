@@ -6,15 +6,14 @@ an identity another worker has just committed, then steps back and uses theirs."
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from channels_in.models import Channel
 from tests.conftest import inbound
+from tests.tickets.test_routing_concurrency import run_workers
 from tickets import actions
 from tickets.models import Contact, Identity, Message, Ticket
 
@@ -27,28 +26,6 @@ WORKERS = 6
 def postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("row locks and ON CONFLICT need PostgreSQL")
-
-
-def run_workers(work: Callable[[int], None], n: int = WORKERS) -> list[BaseException]:
-    """Run work(i) in n threads released at once; each thread has its own connection."""
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            work(i)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return errors
 
 
 def receive_in_event_transaction(channel: Channel, **kwargs: Any) -> actions.Received:

@@ -18,10 +18,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from channels_in import processing
-from channels_in.base import PayloadError, body_hash
+from channels_in.base import PayloadError
 from channels_in.email.adapter import event_id_for
 from channels_in.models import Channel, InboundEvent
-from channels_in.webhooks import enqueue, store_event
+from channels_in.webhooks import enqueue, store_event, store_malformed
 
 
 class Command(BaseCommand):
@@ -108,15 +108,7 @@ class Command(BaseCommand):
         try:
             platform_id = event_id_for(raw)
         except PayloadError as exc:
-            # Kept as a failed event, as the webhook keeps a malformed body.
-            store_event(
-                channel,
-                "invalid:" + body_hash(raw),
-                raw,
-                meta,
-                status=InboundEvent.Status.FAILED,
-                error=f"malformed: {exc}",
-            )
+            store_malformed(channel, raw, meta, exc)
             counts["failed"] += 1
             errors.append(f"malformed: {exc}")
             return
