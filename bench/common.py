@@ -246,6 +246,32 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def proc_cpu(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of these processes (those still alive)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command may contain spaces: fields counted after its closing parenthesis.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def pidof(name: str) -> list[int]:
+    out = subprocess.run(["pidof", name], capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def backend_pids(dbname: str) -> list[int]:
+    """PostgreSQL backends serving `dbname` (other than the one asking)."""
+    with connect(dbname) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [dbname],
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 class CeleryWorker:
     """A real `celery worker` (prefork, `concurrency` processes) on the queue the benchmark's
     environment names (CELERY_QUEUE), started in a session of its own and always stopped.

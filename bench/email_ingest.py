@@ -405,15 +405,6 @@ def _newsletter(i: int) -> Mail:
 # =========================================================================== processes
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # =========================================================================== the run
 
 
@@ -815,14 +806,14 @@ def main() -> int:
             with Sweeper(channel, every=10.0, older_than=5.0):
                 if wait_processed(channel, len(warmup), 180) is None:
                     raise RuntimeError(f"warm-up not processed: {warm.errors[:3]}")
-            pg_pids = _backend_pids()
+            pg_pids = common.backend_pids(DB_NAME)
             pids = {
                 "gunicorn": web.worker_pids(),
                 "celery": celery.pids(),
                 "postgres": pg_pids,
-                "redis": _pidof("redis-server"),
+                "redis": common.pidof("redis-server"),
             }
-            cpu_before = {k: sum(_proc_cpu(p) for p in v) for k, v in pids.items()}
+            cpu_before = {k: common.proc_cpu(v) for k, v in pids.items()}
             client_cpu = time.process_time()
             load_start = os.getloadavg()[0]
             sweeper = Sweeper(channel, every=args.sweep_every, older_than=args.sweep_every)
@@ -833,8 +824,8 @@ def main() -> int:
                 done_at = wait_processed(channel, len(mails) + len(warmup), args.timeout)
                 end = done_at or time.perf_counter()
                 processed_before_sweep = _processed_by(channel, start, args.sweep_every)
-            pids["postgres"] = sorted(set(pids["postgres"]) | set(_backend_pids()))
-            cpu_after = {k: sum(_proc_cpu(p) for p in v) for k, v in pids.items()}
+            pids["postgres"] = sorted(set(pids["postgres"]) | set(common.backend_pids(DB_NAME)))
+            cpu_after = {k: common.proc_cpu(v) for k, v in pids.items()}
             client_cpu = time.process_time() - client_cpu
             load_end = os.getloadavg()[0]
         celery.stop()
@@ -902,20 +893,6 @@ def _processed_by(channel: int, start: float, seconds: float) -> int:
             [channel, channel, seconds],
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def _backend_pids() -> list[int]:
-    with common.connect(DB_NAME) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [DB_NAME],
-        ).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-def _pidof(name: str) -> list[int]:
-    out = subprocess.run(["pidof", name], capture_output=True, text=True, check=False).stdout
-    return [int(p) for p in out.split()]
 
 
 def render(

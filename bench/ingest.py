@@ -50,6 +50,7 @@ from bench.common import (  # noqa: E402
     CeleryWorker,
     Gunicorn,
     append_results,
+    backend_pids,
     create_database,
     database_url,
     load_average,
@@ -57,6 +58,8 @@ from bench.common import (  # noqa: E402
     manage,
     markdown_table,
     percentile,
+    pidof,
+    proc_cpu,
     project_env,
     terminate_on_sigterm,
     text_table,
@@ -87,6 +90,8 @@ class Run:
     # wrk reports percentiles, not each latency.
     wrk_percentiles: dict[int, float] = field(default_factory=dict)
     wrk_raw: dict[str, Any] = field(default_factory=dict)
+    # CPU seconds per process group over the run (end to end only).
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def accepted_rps(self) -> float:
@@ -434,6 +439,13 @@ def main() -> None:
             warm_up(web.base_url, hooks)
             time.sleep(3)  # the worker's processes are up
             run = Run("end to end", redeliveries=redeliveries)
+            pids = {
+                "gunicorn": web.worker_pids(),
+                "celery": worker.pids(),
+                "postgres": backend_pids(DB),
+                "redis": pidof("redis-server"),
+            }
+            cpu_before = {k: proc_cpu(v) for k, v in pids.items()}
             started = time.perf_counter()
             if args.client == "wrk":
                 wrk_post(
@@ -448,6 +460,8 @@ def main() -> None:
                 post_all(run, web.base_url, hooks, concurrency=args.concurrency)
             print(f"posted {run.sent} in {run.elapsed_s:.1f}s; waiting for processing ...")
             run.processed_s = wait_processed(args.messages, started, timeout=900)
+            pids["postgres"] = sorted(set(pids["postgres"]) | set(backend_pids(DB)))
+            run.cpu_s = {k: proc_cpu(v) - cpu_before.get(k, 0.0) for k, v in pids.items()}
             state = count_state()
             run.messages = state["messages"]
             run.lost = args.messages - state["messages"]
@@ -547,6 +561,14 @@ def main() -> None:
     print()
     print(text_table(headers, rows))
     print(CLIENT_NOTE[args.client])
+    cpu_line = ""
+    if runs[0].cpu_s:
+        cpu_line = (
+            "CPU ms per message in the end-to-end run: "
+            + ", ".join(f"{k} {v * 1000 / args.messages:.2f}" for k, v in runs[0].cpu_s.items())
+            + f" (sum {sum(runs[0].cpu_s.values()) * 1000 / args.messages:.2f})"
+        )
+        print(cpu_line)
     if args.no_record:
         return
     machine = machine_description()
@@ -567,6 +589,8 @@ def main() -> None:
             CLIENT_NOTE[args.client],
             "",
             markdown_table(headers, rows),
+            "",
+            cpu_line,
             "",
             "Targets: bursts ≥ 750 accepted/s for 60 s; p99 < 25 ms at 300/s offered; "
             "≥ 250 messages/s end to end; 0 lost; 0 duplicated.",

@@ -90,6 +90,7 @@ from bench.common import (  # noqa: E402
     manage,
     markdown_table,
     percentile,
+    proc_cpu,
     project_env,
     terminate_on_sigterm,
     text_table,
@@ -106,7 +107,6 @@ UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
 KINDS = ("telegram", "whatsapp", "viber", "sms")
 TAG = "LV"
 TAG_RE = re.compile(r"^LV(\d{7})")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def target_ms(agents: int) -> float | None:
@@ -144,17 +144,6 @@ def proc_rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def proc_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes (those still alive)."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            # The command may contain spaces: fields counted after its closing parenthesis.
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
 
 
 class Uvicorn:

@@ -2,9 +2,9 @@
 
 Both run on Celery workers (in-process on the embedded default). Both are idempotent, and
 both claim work by a compare-and-set, healthchecks style: an event goes pending -> processing
-(`claim_events` takes a batch with `FOR UPDATE SKIP LOCKED`), then each event is applied in
-its own short transaction, so two workers never process one event and a batch never holds
-locks across many customers' tickets; a delivery goes queued -> sending.
+(`claim_events` takes a batch with `FOR UPDATE SKIP LOCKED`, in one statement), then each
+event is applied in its own short transaction, so two workers never process one event and a
+batch never holds locks across many customers' tickets; a delivery goes queued -> sending.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tickets import actions
 from tickets.file_links import public_url
 from tickets.inbound import InboundMessage
 from tickets.models import Delivery, Direction, Message, Ticket
+from tickets.rawrows import Columns
 from tickets.rawwrites import Update
 
 from .base import (
@@ -58,9 +59,54 @@ class Outcome:
     counts: dict[str, int]
 
 
-def claim_events(limit: int) -> list[int]:
-    """Take up to `limit` due pending events, oldest first, for this worker."""
+# What processing reads of an event (the rest it only writes).
+_EVENT_FIELDS = ("id", "channel_id", "body", "meta", "attempts", "received_at")
+_EVENT = Columns(InboundEvent, "e", _EVENT_FIELDS)
+_CHANNEL = Columns(Channel, "c")
+# Claim, read and join the channel in one statement: pending -> processing for up to %s due
+# events that no other worker holds (SKIP LOCKED), oldest first. One statement commits on its
+# own in autocommit, so no BEGIN/COMMIT round trips either. At 100 messages/s a kick finds one
+# or two events, and the ORM's claim (a transaction, SELECT ... FOR UPDATE, UPDATE) plus a
+# read of the events and one of their channels was half of each event's processing CPU.
+_CLAIMED = f"SELECT {_EVENT.sql}, {_CHANNEL.sql} FROM claimed e"  # noqa: S608 -- columns only
+_CLAIM_SQL = (
+    "WITH claimed AS ("  # noqa: S608 -- column names only, values are bound
+    " UPDATE channels_in_inboundevent u SET status = %s, claimed_at = %s"
+    " WHERE u.id IN ("
+    "  SELECT id FROM channels_in_inboundevent"
+    "  WHERE status = %s AND next_attempt_at <= %s"
+    "  ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
+    " RETURNING u.*) "
+    + _CLAIMED
+    + " JOIN channels_in_channel c ON c.id = e.channel_id ORDER BY e.next_attempt_at, e.id"
+)
+# Events claimed (and so held in memory, bodies and all: an email may be megabytes) at once.
+CLAIM_BATCH = 10
+
+
+def claim_events(limit: int) -> list[InboundEvent]:
+    """Take up to `limit` due pending events, oldest first, for this worker: each with the
+    fields processing reads and its channel."""
     now = timezone.now()
+    if connection.vendor != "postgresql":
+        return _claim_events_orm(limit, now)
+    with actions._prepared_cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, [Status.PROCESSING, now, Status.PENDING, now, limit])
+        rows = cursor.fetchall()
+    channels: dict[int, Channel] = {}
+    events = []
+    for row in rows:
+        event = _EVENT.build(row)
+        channel = channels.get(event.channel_id)
+        if channel is None:
+            channel = channels[event.channel_id] = _CHANNEL.build(row, _EVENT.width)
+        event.channel = channel
+        events.append(event)
+    return events
+
+
+def _claim_events_orm(limit: int, now: datetime) -> list[InboundEvent]:
+    """The same on SQLite (the embedded default), where writes are serialized anyway."""
     with transaction.atomic():
         ids = list(
             InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
@@ -68,44 +114,33 @@ def claim_events(limit: int) -> list[int]:
             .order_by("next_attempt_at", "id")
             .values_list("id", flat=True)[:limit]
         )
-        if ids:
-            InboundEvent.objects.filter(pk__in=ids).update(status=Status.PROCESSING, claimed_at=now)
-    return ids
+        if not ids:
+            return []
+        InboundEvent.objects.filter(pk__in=ids).update(status=Status.PROCESSING, claimed_at=now)
+        events = (
+            InboundEvent.objects.filter(pk__in=ids)
+            .select_related("channel")
+            .only(*_EVENT_FIELDS, *(f"channel__{f.attname}" for f in Channel._meta.concrete_fields))
+            .order_by("next_attempt_at", "id")
+        )
+        return list(events)
 
 
-# Event bodies held in memory at once while a batch is processed (an email may be megabytes).
-LOAD_CHUNK = 10
-# What processing reads of an event (the rest it only writes).
-_EVENT_FIELDS = ("id", "channel_id", "body", "meta", "attempts", "received_at")
-
-
-def process_pending(*, batch: int = 50, budget_seconds: float = 20.0) -> int:
+def process_pending(*, batch: int = CLAIM_BATCH, budget_seconds: float = 20.0) -> int:
     """Claim and process due events until none are left (or the time budget is spent; the
     next kick or sweep continues). Returns how many events were processed.
 
-    The per-event fixed costs are paid per batch: a claimed batch's rows are read LOAD_CHUNK
-    at a time and each channel once per batch (not an event + channel SELECT per event); each
-    event is still applied in a transaction of its own."""
+    The per-event fixed costs are paid per batch (one claiming statement for up to `batch`
+    events with their channels); each event is still applied in a transaction of its own."""
     deadline = timezone.now() + timedelta(seconds=budget_seconds)
     done = 0
     while timezone.now() < deadline:
-        ids = claim_events(batch)
-        if not ids:
+        events = claim_events(batch)
+        if not events:
             break
-        channels: dict[int, Channel] = {}
-        for start in range(0, len(ids), LOAD_CHUNK):
-            chunk = ids[start : start + LOAD_CHUNK]
-            events = InboundEvent.objects.filter(pk__in=chunk).only(*_EVENT_FIELDS).in_bulk()
-            missing = {e.channel_id for e in events.values()} - channels.keys()
-            if missing:
-                channels.update(Channel.objects.in_bulk(missing))
-            for event_id in chunk:
-                event = events.get(event_id)
-                if event is None:
-                    continue  # deleted since the claim: nothing left to do
-                event.channel = channels[event.channel_id]
-                run_claimed(event_id, event)
-        done += len(ids)
+        for event in events:
+            run_claimed(event.pk, event)
+        done += len(events)
     return done
 
 

@@ -25,7 +25,11 @@ from helpdesk.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_URL_VARIABLES = (
-    "TELEGRAM_API_BASE", "META_GRAPH_API_BASE", "X_API_BASE", "VIBER_API_BASE", "VK_API_BASE",
+    "TELEGRAM_API_BASE",
+    "META_GRAPH_API_BASE",
+    "X_API_BASE",
+    "VIBER_API_BASE",
+    "VK_API_BASE",
     "TWILIO_API_BASE",
 )
 
@@ -64,8 +68,11 @@ class Worker:
 
 
 @contextmanager
-def celery_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
-    """Start a worker (solo pool) on a private queue; stop it on exit."""
+def celery_worker(
+    extra_env: dict[str, str] | None = None, *, pool: str = "solo"
+) -> Iterator[Worker]:
+    """Start a worker (solo pool unless told; prefork runs one process) on a private queue;
+    stop it on exit."""
     redis_url = settings.REDIS_URL
     if not redis_url:
         raise RuntimeError("end-to-end worker tests need REDIS_URL (run them with `make test`)")
@@ -96,7 +103,8 @@ def celery_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
             "helpdesk",
             "worker",
             "-P",
-            "solo",
+            pool,
+            *(["-c", "1"] if pool == "prefork" else []),
             "-Q",
             queue,
             "--without-gossip",

@@ -5,6 +5,7 @@ the worker sends it to the (fake) platform → the delivery state on the message
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -112,3 +113,65 @@ def test_it_carries_a_telegram_message_to_a_ticket_and_the_reply_back(
     assert json.loads(sent.body)["text"].startswith("Бригада уже выехала")
     assert Message.objects.get(pk=reply.pk).platform_message_id == "402871551:4242"
     assert "process_pending_events" in worker.log and "send_delivery" in worker.log
+
+
+def test_it_keeps_the_workers_database_connections_from_task_to_task(
+    live_server, outages, settings
+):
+    """Celery's Django fix-up closes the psycopg pool around every task in a prefork worker;
+    helpdesk.celery turns that off (each task hands its connection back to the pool instead).
+    Several webhooks, each processed by a kick of its own: no new PostgreSQL backend after the
+    first."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker needs the PostgreSQL test database")
+    channel = Channel.objects.create(
+        kind="telegram",
+        key="tg-pool",
+        name="Telegram",
+        default_team=outages,
+        credentials={"bot_token": "999:POOL", "secret_token": "pool-secret"},
+    )
+    update = json.loads(fixture_bytes("telegram", "text_private.json"))
+
+    def post(n: int) -> None:
+        update["update_id"] = 7_000 + n
+        update["message"]["message_id"] = 7_000 + n
+        response = httpx.post(
+            f"{live_server.url}/hooks/telegram/{channel.key}/",
+            content=json.dumps(update),
+            headers={
+                "Content-Type": "application/json",
+                "X-Telegram-Bot-Api-Secret-Token": "pool-secret",
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        wait_for(
+            lambda: InboundEvent.objects.filter(channel=channel, status="processed").count() > n,
+            what=f"webhook {n} to be processed",
+        )
+
+    def backends_started() -> set[tuple[int, object]]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, backend_start FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'pool-test-worker'"
+            )
+            return set(cursor.fetchall())
+
+    # libpq names the worker's connections from PGAPPNAME: only they are counted.
+    worker_env = {"DB_POOL_MAX": "2", "PGAPPNAME": "pool-test-worker"}
+    with celery_worker(worker_env, pool="prefork") as worker:
+        # The kick the webhook sets and the worker clears is one key in one namespace.
+        settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": worker.prefix}}
+        post(0)
+        before = backends_started()
+        for n in range(1, 5):
+            post(n)
+            time.sleep(0.3)  # past the kick's coalescing: the next webhook sends a new task
+        after = backends_started()
+
+    assert Message.objects.filter(ticket__channel=channel).count() == 5
+    # Between tasks the connection waits in the pool, open (closed, there would be none).
+    assert before, "the worker kept no database connection after its task"
+    assert after == before, "the worker opened new database connections per task"
