@@ -30,3 +30,7 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application(),
     }
 )
+
+from helpdesk import gctune  # noqa: E402
+
+gctune.tune()

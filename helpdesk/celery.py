@@ -37,7 +37,10 @@ def release_connections(sender: Any = None, **kwargs: object) -> None:
 
 @worker_process_init.connect
 def warm_up(**kwargs: object) -> None:
-    """Build the language detector when a worker process starts, not on its first message."""
+    """Build the language detector when a worker process starts, not on its first message;
+    then keep it and everything imported out of the collector's way (helpdesk.gctune)."""
+    from helpdesk import gctune
     from tickets.language import warm_up as warm_up_language
 
     warm_up_language()
+    gctune.tune()

@@ -9,3 +9,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "helpdesk.settings")
 
 application = get_wsgi_application()
+
+from helpdesk import gctune  # noqa: E402
+
+gctune.tune()

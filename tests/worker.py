@@ -174,6 +174,9 @@ class LiveListener:
 
         asyncio.set_event_loop(self._loop)
         self._loop.run_until_complete(self._listen())
+        # Closed here, in its thread (channels_redis flushes the loop's layer on close): left
+        # to the garbage collector, the flush ran at interpreter exit and could hang it.
+        self._loop.close()
 
     async def _listen(self) -> None:
         import asyncio

@@ -85,7 +85,7 @@ HOLD_SECONDS = 0.5
 
 
 def coalesce_seconds() -> float:
-    return float(getattr(settings, "HELPDESK_LIVE_COALESCE_MS", 100)) / 1000
+    return float(getattr(settings, "HELPDESK_LIVE_COALESCE_MS", 50)) / 1000
 
 
 def _load_agent(user_id: int) -> Agent | None:

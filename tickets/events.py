@@ -12,11 +12,15 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.utils import _consistent_hash, decode_hosts
 from django.db import transaction
 
 from .models import Message, Ticket
@@ -115,6 +119,8 @@ def _publish(groups: list[str], event: dict[str, Any]) -> None:
         if isinstance(layer, InMemoryChannelLayer):
             # The in-process layer delivers to consumers of this process's loop.
             async_to_sync(_send_all)(layer, groups, message)
+        elif isinstance(layer, RedisPubSubChannelLayer):
+            _RedisPublisher.of(layer).publish(groups, message)
         else:
             _Publisher.get().submit(layer, groups, message)
     except Exception:
@@ -127,8 +133,63 @@ async def _send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> N
         await layer.group_send(group, message)
 
 
+class _RedisPublisher:
+    """Publishes to the groups of a channels_redis pub/sub layer from the calling thread, with
+    redis-py's synchronous client: the message serialized once (the layer's own serializer,
+    encryption included), every group's PUBLISH in one pipeline per Redis shard — one round
+    trip per event. The layer's own group_send serializes per group and awaits a PUBLISH
+    each, on an event loop in another thread: a third of the Celery worker's CPU per inbound
+    message went there (bench/live.py, py-spy), and the thread fought the worker for the GIL.
+    Channel names and shard choice are the layer's (`{prefix}__group__{group}`, CRC hash)."""
+
+    _by_layer: weakref.WeakKeyDictionary[Any, _RedisPublisher] = weakref.WeakKeyDictionary()
+    _lock = threading.Lock()
+
+    def __init__(self, layer: RedisPubSubChannelLayer) -> None:
+        config = dict(layer._kwargs)
+        hosts = config.get("hosts", layer._args[0] if layer._args else None)
+        self.layer = weakref.ref(layer)
+        self.prefix = config.get("prefix", "asgi")
+        # redis-py pools notice a fork and reconnect in the child (Celery's prefork pool).
+        self.clients = [
+            redis.Redis.from_url(host["address"], **_TIMEOUTS)
+            if "address" in host
+            else redis.Redis(**{**_TIMEOUTS, **host})
+            for host in decode_hosts(hosts)
+        ]
+
+    @classmethod
+    def of(cls, layer: RedisPubSubChannelLayer) -> _RedisPublisher:
+        with cls._lock:
+            publisher = cls._by_layer.get(layer)
+            if publisher is None:
+                publisher = cls._by_layer[layer] = cls(layer)
+            return publisher
+
+    def publish(self, groups: list[str], message: dict[str, Any]) -> None:
+        layer = self.layer()
+        if layer is None:
+            return
+        payload = layer.serialize(message)
+        by_shard: dict[int, list[str]] = {}
+        for group in groups:
+            channel = f"{self.prefix}__group__{group}"
+            by_shard.setdefault(_consistent_hash(channel, len(self.clients)), []).append(channel)
+        for shard, channels in by_shard.items():
+            pipe = self.clients[shard].pipeline(transaction=False)
+            for channel in channels:
+                pipe.publish(channel, payload)
+            pipe.execute()
+
+
+# A live event is not worth holding up a worker or a request for: fail fast, log, move on
+# (clients re-sync by version).
+_TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
 class _Publisher:
-    """One event loop per process, in a daemon thread, for publishing to Redis.
+    """One event loop per process, in a daemon thread, for publishing through any other
+    channel layer.
 
     `async_to_sync` from a worker or a WSGI thread starts a fresh loop per call, and
     channels_redis opens a Redis connection per loop: ~8 ms per message in the ingest
