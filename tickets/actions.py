@@ -3210,8 +3210,7 @@ def do_reroute_stale(*, limit: int = 200) -> list[RouteResult]:
     ids = list(
         Ticket.objects.filter(status__in=WORKABLE_STATUSES, assignee__isnull=False)
         .filter(
-            Q(assignee__presence=_OFFLINE)
-            | Q(waiting_since__lte=cutoff, assigned_at__lte=cutoff)
+            Q(assignee__presence=_OFFLINE) | Q(waiting_since__lte=cutoff, assigned_at__lte=cutoff)
         )
         .exclude(Exists(kept_lately))
         .order_by(*QUEUE_ORDERING)

@@ -592,3 +592,19 @@ def test_it_closes_a_socket_that_floods_frames(alice: Agent) -> None:
         assert codes == [4429]
 
     run(scenario)
+
+
+def test_it_encodes_a_batch_frame_exactly_as_json_dumps_would() -> None:
+    import json
+
+    from tickets.consumers import _encode, _encode_batch
+
+    events = [
+        {"type": "ticket", "op": "update", "ticket": {"id": 1, "subject": "Sem luz 💡 <b>"}},
+        {"type": "ticket", "op": "create", "ticket": {"id": 2, "subject": "断电"}, "version": 3},
+    ]
+    whole = json.dumps(
+        {"type": "batch", "events": events}, separators=(",", ":"), ensure_ascii=False
+    )
+    assert _encode_batch(events) == whole
+    assert _encode(events[0]) is _encode(events[0]), "an event is encoded once"
