@@ -2,9 +2,10 @@
 watching a ticket, presence, viewing and typing frames, and what it never says.
 
 Driven through the whole staff stack (AllowedHostsOriginValidator, the session cookie,
-AuthMiddlewareStack) on the in-memory layer. pytest-asyncio is not installed: each test is one
-coroutine run with async_to_sync. transaction=True because the consumer and the actions reach
-the database from other threads (and live events are published on commit)."""
+helpdesk.routing.SessionUserMiddleware) on the in-memory layer. pytest-asyncio is not
+installed: each test is one coroutine run with async_to_sync. transaction=True because the
+consumer and the actions reach the database from other threads (and live events are
+published on commit)."""
 
 from __future__ import annotations
 
