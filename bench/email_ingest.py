@@ -13,7 +13,7 @@
    (ASCII, HTML-only); RFC 2047 subjects and names; a third are replies with In-Reply-To,
    References and a quoted original; a few carry an RFC 2231-named attachment; ~4 % are
    out-of-office replies and newsletters that must open no ticket; 2.5 % are redelivered.
-3. Starts a Celery worker (`celery -A helpdesk worker -c 2`) and gunicorn (2 sync workers)
+3. Starts a Celery worker (`celery -A helpdesk worker -c 2`) and gunicorn (4 sync workers)
    against that database and Redis, warms both up, then POSTs every email over real HTTP
    (message/rfc822, bearer token) from concurrent clients.
 4. Measures emails/s from the first POST until every email is a message on a ticket or an
@@ -726,7 +726,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients")
-    parser.add_argument("--http-workers", type=int, default=2)
+    parser.add_argument("--http-workers", type=int, default=4, help="2 x cores, as deployed")
     parser.add_argument("--celery-concurrency", type=int, default=2)
     parser.add_argument("--redeliver", type=float, default=0.025, help="share posted twice")
     parser.add_argument("--profile", type=int, default=0, help="profile N emails afterwards")
