@@ -117,13 +117,8 @@ def _claim_events_orm(limit: int, now: datetime) -> list[InboundEvent]:
         if not ids:
             return []
         InboundEvent.objects.filter(pk__in=ids).update(status=Status.PROCESSING, claimed_at=now)
-        events = (
-            InboundEvent.objects.filter(pk__in=ids)
-            .select_related("channel")
-            .only(*_EVENT_FIELDS, *(f"channel__{f.attname}" for f in Channel._meta.concrete_fields))
-            .order_by("next_attempt_at", "id")
-        )
-        return list(events)
+        events = InboundEvent.objects.filter(pk__in=ids).select_related("channel")
+        return list(events.order_by("next_attempt_at", "id"))
 
 
 def process_pending(*, batch: int = CLAIM_BATCH, budget_seconds: float = 20.0) -> int:

@@ -38,18 +38,22 @@ def _layer_settings(prefix: str, redis_url: str) -> dict:
     }
 
 
+def _telegram(key: str, team, *, bot_token: str, secret: str) -> Channel:
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker needs the PostgreSQL test database")
+    return Channel.objects.create(
+        kind="telegram",
+        key=key,
+        name="Telegram",
+        default_team=team,
+        credentials={"bot_token": bot_token, "secret_token": secret},
+    )
+
+
 def test_it_carries_a_telegram_message_to_a_ticket_and_the_reply_back(
     live_server, platform, alice, outages, settings
 ):
-    if connection.vendor != "postgresql":
-        pytest.skip("the worker needs the PostgreSQL test database")
-    channel = Channel.objects.create(
-        kind="telegram",
-        key="tg-e2e",
-        name="Telegram",
-        default_team=outages,
-        credentials={"bot_token": "999:E2E", "secret_token": "e2e-secret"},
-    )
+    channel = _telegram("tg-e2e", outages, bot_token="999:E2E", secret="e2e-secret")
     platform.respond(
         "POST",
         r"/telegram/bot999:E2E/sendMessage",
@@ -122,15 +126,7 @@ def test_it_keeps_the_workers_database_connections_from_task_to_task(
     helpdesk.celery turns that off (each task hands its connection back to the pool instead).
     Several webhooks, each processed by a kick of its own: no new PostgreSQL backend after the
     first."""
-    if connection.vendor != "postgresql":
-        pytest.skip("the worker needs the PostgreSQL test database")
-    channel = Channel.objects.create(
-        kind="telegram",
-        key="tg-pool",
-        name="Telegram",
-        default_team=outages,
-        credentials={"bot_token": "999:POOL", "secret_token": "pool-secret"},
-    )
+    channel = _telegram("tg-pool", outages, bot_token="999:POOL", secret="pool-secret")
     update = json.loads(fixture_bytes("telegram", "text_private.json"))
 
     def post(n: int) -> None:
