@@ -39,7 +39,7 @@ Per agent count (each on a fresh database `helpdesk_bench_live`, Redis db 12):
    (routing assigns within the team, in the message's transaction). A socket got message k
    of a ticket at the first ticket event of that ticket whose preview shows message k or a
    later one: the consumer coalesces a ticket's events within HELPDESK_LIVE_COALESCE_MS
-   (100) and sends only the newest, which carries every earlier message too. Latency = that
+   (50) and sends only the newest, which carries every earlier message too. Latency = that
    frame's receive time - the POST's start; lost = expected (socket, message) pairs never
    shown. "first" is the fastest socket per message (the pipeline without the fan-out).
    CPU ms of the ASGI process per delivered socket-event, from /proc, is the figure to
