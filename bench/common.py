@@ -210,25 +210,12 @@ class Gunicorn:
         return out
 
     def worker_pids(self) -> list[int]:
-        if self.proc is None:
-            return []
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
-        ).stdout
-        return [int(p) for p in out.split()]
+        return children(self.proc.pid) if self.proc is not None else []
 
     def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
         # TERM to the arbiter: it stops its workers gracefully and exits.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        proc, self.proc = self.proc, None
+        stop_process(proc, grace=15)
 
     def __enter__(self) -> Gunicorn:
         self.start()
@@ -236,6 +223,20 @@ class Gunicorn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, *, grace: float) -> None:
+    """TERM a server started in a session of its own, then KILL its whole group if it has not
+    gone after `grace` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
 
 
 def children(pid: int) -> list[int]:
@@ -318,16 +319,9 @@ class CeleryWorker:
         return [self.proc.pid, *children(self.proc.pid)] if self.proc else []
 
     def stop(self) -> None:
+        # TERM is Celery's warm shutdown: it finishes the tasks in hand.
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the tasks in hand
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process(proc, grace=20)
 
 
 def terminate_on_sigterm() -> None:
