@@ -36,7 +36,7 @@ run: install ## Run the product on the embedded default (SQLite, in-process task
 	@echo ""
 	@echo "  Helpdesk running at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs/)"
 	@echo ""
-	@exec $(VENV)/bin/uvicorn helpdesk.asgi:application --host $(HOST) --port $(PORT) --no-access-log --lifespan off
+	@exec $(VENV)/bin/uvicorn helpdesk.asgi:application --host $(HOST) --port $(PORT) --no-access-log --lifespan off --ws-per-message-deflate false
 
 .PHONY: test
 test: install ## Run the whole test suite against PostgreSQL and Redis on loopback

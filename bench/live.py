@@ -12,13 +12,13 @@ Per agent count (each on a fresh database `helpdesk_bench_live`, Redis db 12):
    online, as after logging in, and a session for each written through the session engine
    (what the login form does, without N password hashes).
 2. Servers, as the README's production table runs them: `uvicorn helpdesk.asgi:application`
-   (one process, uvloop/httptools, per-message deflate as browsers negotiate it) for `/ws/`,
+   (one process, uvloop/httptools, no per-message deflate) for `/ws/`,
    gunicorn (`--web-workers`, 2 sync) for the webhooks, one real Celery worker (prefork
    ×`--worker-concurrency`) processing the events, channels_redis's pub/sub layer on Redis,
    all with the channel-layer prefix `bench-live` (Redis pub/sub ignores db numbers: another
    prefix would mix our events with other runs' sockets).
 3. Sockets: a separate client process (RFC 6455 by hand on one asyncio loop: `RawSocket`,
-   per-message deflate offered as Chrome offers it) opens the N sockets
+   per-message deflate offered as Chrome offers it, and declined) opens the N sockets
    with the agents' session cookies and same-origin headers, waits for each "hello", pings
    every `config.ping` seconds as the page does, and records the monotonic time of every
    ticket event it receives (batches unpacked) with its ticket id and the tag of the message
@@ -175,6 +175,10 @@ class Uvicorn:
                 "--no-access-log",
                 "--lifespan",
                 "off",
+                # As the README deploys it: frames go uncompressed (a third of the ASGI CPU
+                # per delivery, 40 % of the memory per socket, with deflate).
+                "--ws-per-message-deflate",
+                "false",
                 "--log-level",
                 "warning",
             ],
@@ -625,23 +629,44 @@ async def _client(config: dict[str, Any]) -> None:
 
     last_event = [0.0]
 
-    def handle(i: int, text: str, at: float) -> None:
-        counts["frames"] += 1
-        counts["bytes"] += len(text)
+    # What a frame's text says, by text: the server sends the same frame to every socket of a
+    # group that saw the same changes, so most frames are parsed once, not once per socket
+    # (json.loads per frame was a third of this process's CPU).
+    parsed: dict[str, tuple[tuple[str, ...], tuple[tuple[int, int], ...]]] = {}
+
+    def parse(text: str) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
         frame = json.loads(text)
         kind = frame.get("type")
         events = frame.get("events", ()) if kind == "batch" else (frame,)
+        others: list[str] = []
+        shown: list[tuple[int, int]] = []
         for event in events:
             if event.get("type") != "ticket":
-                counts[f"other:{event.get('type')}"] += 1
-                continue
-            row = event["ticket"]
-            if event.get("op") == "remove":
-                counts["removes"] += 1
-                continue
-            match = TAG_RE.match(row.get("preview") or "")
+                others.append(f"other:{event.get('type')}")
+            elif event.get("op") == "remove":
+                others.append("removes")
+            else:
+                row = event["ticket"]
+                match = TAG_RE.match(row.get("preview") or "")
+                shown.append((row["id"], int(match.group(1)) if match else -1))
+        return tuple(others), tuple(shown)
+
+    def handle(i: int, text: str, at: float) -> None:
+        counts["frames"] += 1
+        counts["bytes"] += len(text)
+        hit = parsed.get(text)
+        if hit is None:
+            if len(parsed) >= 4096:
+                parsed.clear()
+            hit = parsed[text] = parse(text)
+        others, shown = hit
+        for name in others:
+            counts[name] += 1
+        if shown:
             last_event[0] = at
-            records[i].append((row["id"], int(match.group(1)) if match else -1, at))
+            mine = records[i]
+            for ticket_id, tag in shown:
+                mine.append((ticket_id, tag, at))
 
     async def ping(ws: RawSocket, every: float) -> None:
         # Staggered, as N browsers are: not N pings in the same millisecond.
@@ -734,6 +759,8 @@ class Result:
     lost: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     first_ms: list[float] = field(default_factory=list)
+    # (POST start, first-socket latency ms) per message: where in the run the tail was.
+    first_at: list[tuple[float, float]] = field(default_factory=list)
     rss_before: int = 0
     rss_idle: int = 0
     rss_after: int = 0
@@ -831,6 +858,7 @@ def analyse(
             first = latency if first is None else min(first, latency)
         if first is not None:
             result.first_ms.append(first)
+            result.first_at.append((t0, first))
 
 
 # --------------------------------------------------------------------------- one run
@@ -992,6 +1020,22 @@ def details(r: Result) -> str:
         + " ".join(f"{code}×{n}" for code, n in r.statuses.items())
         + (f"; {other}" if other else "")
         + (f"; lost e.g. {', '.join(r.lost_examples)}" if r.lost_examples else "")
+        + f"; first-socket p50/p99 ms by second of the load: {by_second(r.first_at)}"
+    )
+
+
+def by_second(first_at: list[tuple[float, float]], seconds: int = 10) -> str:
+    """The pipeline's latency second by second: the onset of the load (every customer new,
+    every ticket routed) apart from the rest, which a whole-run p99 cannot tell."""
+    if not first_at:
+        return "-"
+    start = min(t for t, _ in first_at)
+    buckets: dict[int, list[float]] = defaultdict(list)
+    for t, ms in first_at:
+        buckets[min(int(t - start), seconds)].append(ms)
+    return " ".join(
+        f"{k}{'+' if k == seconds else ''}: {percentile(v, 50):.0f}/{percentile(v, 99):.0f}"
+        for k, v in sorted(buckets.items())
     )
 
 

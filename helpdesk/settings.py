@@ -318,6 +318,10 @@ HELPDESK_TYPING_TTL_SECONDS = env_int("TYPING_TTL_SECONDS", 6)
 # the window is added to most deliveries at storm rates, so it is also the latency floor
 # (bench/live.py: 100 ms windows put the 100-agent p99 at 150 ms, 50 ms at ~75 ms).
 HELPDESK_LIVE_COALESCE_MS = env_int("LIVE_COALESCE_MS", 50)
+# ...widened in proportion above this many deliveries (events x sockets) a second in one ASGI
+# process, up to LIVE_COALESCE_MAX_MS: fewer, fuller frames when frames are what costs.
+HELPDESK_LIVE_BUSY_DELIVERIES = env_int("LIVE_BUSY_DELIVERIES", 5000)
+HELPDESK_LIVE_COALESCE_MAX_MS = env_int("LIVE_COALESCE_MAX_MS", 100)
 # Scoring: how often a process looks for a newer scoring dictionary (one cache read).
 HELPDESK_SCORING_CHECK_SECONDS = env_int("HELPDESK_SCORING_CHECK_SECONDS", 5)
 # Language detection: lingua's low-accuracy mode takes ~45 MB instead of ~450 MB per process.

@@ -52,6 +52,29 @@ def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any
                 return
 
 
+def run_now(coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
+    """Run `coro` at once in the caller's turn, without a task: the usual case of a send to a
+    socket whose buffer has room finishes here. If it has to wait, it goes on in a task of
+    its own (kept in `tasks`: the loop holds tasks only weakly)."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return
+    except Exception:
+        log.exception("live event handler failed")
+        return
+
+    async def finish() -> None:
+        try:
+            await _resume(coro, yielded)
+        except Exception:
+            log.exception("live event handler failed")
+
+    task = asyncio.get_running_loop().create_task(finish(), context=contextvars.Context())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
 class Mailbox:
     """One member's deliveries: run at once when the member is idle, else queued in order."""
 
@@ -149,6 +172,7 @@ class Fanout:
     def __init__(self, layer: Any) -> None:
         self.layer = layer
         self.groups: dict[str, _Group] = {}
+        self.load = Load()
 
     async def add(self, group: str, member: Mailbox) -> None:
         """Returns once the group's messages reach `member` (join before accepting)."""
@@ -190,8 +214,31 @@ class Fanout:
         while True:
             message = await receive(entry.channel)
             # A copy: a handler may leave the group (a ticket transferred away) meanwhile.
-            for member in tuple(entry.members):
+            members = tuple(entry.members)
+            self.load.count(len(members))
+            for member in members:
                 member.deliver(message)
+
+
+class Load:
+    """Deliveries per second in this process, over the last whole second or so."""
+
+    __slots__ = ("counted", "rate", "since")
+
+    def __init__(self) -> None:
+        self.counted = 0
+        self.rate = 0.0
+        self.since = 0.0
+
+    def count(self, deliveries: int) -> None:
+        self.counted += deliveries
+        now = asyncio.get_running_loop().time()
+        elapsed = now - self.since
+        if elapsed >= 1.0:
+            # Over the whole stretch since the last reading: after a quiet minute the first
+            # delivery reads as quiet, and the second after it as what it carried.
+            self.rate = self.counted / elapsed
+            self.counted, self.since = 0, now
 
 
 _fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = weakref.WeakKeyDictionary()

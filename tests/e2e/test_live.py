@@ -100,6 +100,9 @@ def worker(settings: Any, platform: FakePlatform) -> Iterator[Any]:
         yield running
 
 
+UVICORN = [sys.executable, "-m", "uvicorn", "helpdesk.asgi:application"]
+
+
 @pytest.fixture
 def uvicorn(worker: Any, platform: FakePlatform) -> Iterator[str]:
     port = _free_port()
@@ -121,7 +124,8 @@ def uvicorn(worker: Any, platform: FakePlatform) -> Iterator[str]:
     }
     log = open(ARTIFACTS / "e2e-live-uvicorn.log", "w")  # noqa: SIM115
     process = subprocess.Popen(  # noqa: S603  (our own interpreter and app)
-        [sys.executable, "-m", "uvicorn", "helpdesk.asgi:application", "--port", str(port)],
+        # As the README runs it: no per-message deflate.
+        [*UVICORN, "--port", str(port), "--ws-per-message-deflate", "false"],
         cwd=ROOT,
         env=env,
         stdout=log,

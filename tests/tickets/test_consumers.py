@@ -25,6 +25,7 @@ from django.test import Client
 from helpdesk.routing import websocket_application
 from tests.conftest import make_agent
 from tickets import actions
+from tickets.consumers import coalesce_seconds
 from tickets.events import message_payload, ticket_event, ticket_group
 from tickets.models import Agent, Presence, PresenceLog, Ticket, TicketEvent
 
@@ -274,6 +275,30 @@ def test_it_sends_the_first_change_at_once_and_coalesces_the_rest_into_the_newes
         await a.close()
 
     run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("deliveries_per_second", "window_ms"),
+    [(0, 50), (5000, 50), (7500, 75), (10000, 100), (60000, 100)],
+)
+def test_it_widens_the_window_with_the_process_load_up_to_its_maximum(
+    settings: Any, deliveries_per_second: float, window_ms: float
+) -> None:
+    settings.HELPDESK_LIVE_COALESCE_MS = 50
+    settings.HELPDESK_LIVE_BUSY_DELIVERIES = 5000
+    settings.HELPDESK_LIVE_COALESCE_MAX_MS = 100
+    assert coalesce_seconds(deliveries_per_second) == pytest.approx(window_ms / 1000)
+
+
+def test_it_keeps_the_window_when_widening_is_off_or_the_maximum_is_below_it(
+    settings: Any,
+) -> None:
+    settings.HELPDESK_LIVE_COALESCE_MS = 50
+    settings.HELPDESK_LIVE_BUSY_DELIVERIES = 0
+    assert coalesce_seconds(60000) == pytest.approx(0.05)
+    settings.HELPDESK_LIVE_BUSY_DELIVERIES = 5000
+    settings.HELPDESK_LIVE_COALESCE_MAX_MS = 20
+    assert coalesce_seconds(60000) == pytest.approx(0.05), "never narrower than the window"
 
 
 # --------------------------------------------------------------------------- watching a ticket

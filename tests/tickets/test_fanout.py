@@ -8,7 +8,7 @@ from typing import Any
 
 from channels.layers import InMemoryChannelLayer
 
-from tickets.fanout import Fanout, Mailbox
+from tickets.fanout import Fanout, Mailbox, run_now
 
 
 class Member:
@@ -67,5 +67,57 @@ def test_it_holds_deliveries_during_the_members_own_turn() -> None:
         await layer.group_send("queue", {"type": "helpdesk.event", "n": 2})
         await settle()
         assert member.got == [1, 2]
+
+    asyncio.run(scenario())
+
+
+def test_it_counts_deliveries_per_second_across_the_groups_members() -> None:
+    async def scenario() -> None:
+        layer = InMemoryChannelLayer()
+        fanout = Fanout(layer)
+        members = [Member() for _ in range(3)]
+        for member in members:
+            await fanout.add("team-1", member.mailbox)
+        loop = asyncio.get_running_loop()
+        fanout.load.since = loop.time()  # a reading just taken: the next one is a second away
+        for n in range(10):
+            await layer.group_send("team-1", {"type": "helpdesk.event", "n": n})
+        await settle()
+        assert fanout.load.rate == 0.0, "no reading before a second has passed"
+        fanout.load.since = loop.time() - 2.0  # as if these came over two seconds
+        await layer.group_send("team-1", {"type": "helpdesk.event", "n": 10})
+        await settle()
+        # 11 messages x 3 members over ~2 s.
+        assert 15 <= fanout.load.rate <= 17
+        assert all(m.got == list(range(11)) for m in members)
+
+    asyncio.run(scenario())
+
+
+def test_it_runs_a_coroutine_at_once_and_finishes_one_that_waits_in_a_task() -> None:
+    async def scenario() -> None:
+        ran: list[str] = []
+        gate = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def quick() -> None:
+            ran.append("quick")
+
+        async def waits() -> None:
+            ran.append("waits: started")
+            await gate.wait()
+            ran.append("waits: done")
+
+        async def fails() -> None:
+            raise RuntimeError("a handler bug")
+
+        run_now(quick(), tasks)
+        assert ran == ["quick"] and not tasks, "done in the caller's turn, no task"
+        run_now(waits(), tasks)
+        assert ran[-1] == "waits: started" and len(tasks) == 1
+        run_now(fails(), tasks)  # logged, not raised into the caller
+        gate.set()
+        await settle()
+        assert ran[-1] == "waits: done" and not tasks
 
     asyncio.run(scenario())
