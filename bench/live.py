@@ -1129,7 +1129,8 @@ def main() -> None:
             "",
             "Latency: webhook POST start → the ticket event showing the message on each socket "
             "that may see the ticket (supervisor, the ticket's team, its assignee); includes "
-            f"the consumer's {coalesce_ms()} ms coalescing window (HELPDESK_LIVE_COALESCE_MS). "
+            f"the consumer's {coalesce_ms()} ms coalescing window (HELPDESK_LIVE_COALESCE_MS; "
+            "widened up to HELPDESK_LIVE_COALESCE_MAX_MS when the ASGI process is busy). "
             "first: the fastest socket per message.",
         ]
     )
