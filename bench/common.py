@@ -421,6 +421,15 @@ def run_load(
     return result
 
 
+def run_threads(target: Callable[[], None], count: int) -> None:
+    """Run `target` in `count` threads at once; return when every one has."""
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _drive(
     result: LoadResult,
     make_request: Callable[[int], Request],
@@ -460,11 +469,7 @@ def _drive(
                     if response.status_code >= 400 and len(result.errors) < 5:
                         result.errors.append(f"HTTP {response.status_code}: {body[:200]!r}")
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, concurrency)
 
 
 # --------------------------------------------------------------------------- wrk

@@ -452,11 +452,7 @@ def post_all(url: str, bodies: list[bytes], concurrency: int) -> Posted:
                     if response.status_code != 200 and len(posted.errors) < 5:
                         posted.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    common.run_threads(worker, concurrency)
     return posted
 
 

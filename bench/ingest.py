@@ -61,6 +61,7 @@ from bench.common import (  # noqa: E402
     pidof,
     proc_cpu,
     project_env,
+    run_threads,
     terminate_on_sigterm,
     text_table,
     utc_now_label,
@@ -210,11 +211,7 @@ def post_all(
                     if 200 <= status < 300:
                         run.accepted += 1
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, concurrency)
     run.elapsed_s = time.perf_counter() - start
 
 

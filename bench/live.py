@@ -93,6 +93,7 @@ from bench.common import (  # noqa: E402
     percentile,
     proc_cpu,
     project_env,
+    run_threads,
     terminate_on_sigterm,
     text_table,
     utc_now_label,
@@ -404,11 +405,7 @@ def post_at_rate(
                     if 200 <= status < 300:
                         posted.started[tag] = t0
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, concurrency)
     posted.elapsed_s = time.monotonic() - start
 
 
