@@ -421,6 +421,14 @@ def run_load(
     return result
 
 
+def raw_request(hook: Any, host: str) -> bytes:
+    """The HTTP/1.1 request of one webhook, byte for byte."""
+    headers = {k: v for k, v in hook.headers.items() if k.lower() not in {"host", "content-length"}}
+    lines = [f"POST {hook.path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(hook.body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + hook.body
+
+
 def run_threads(target: Callable[[], None], count: int) -> None:
     """Run `target` in `count` threads at once; return when every one has."""
     threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]

@@ -61,6 +61,7 @@ from bench.common import (  # noqa: E402
     pidof,
     proc_cpu,
     project_env,
+    raw_request,
     run_threads,
     terminate_on_sigterm,
     text_table,
@@ -213,14 +214,6 @@ def post_all(
 
     run_threads(worker, concurrency)
     run.elapsed_s = time.perf_counter() - start
-
-
-def raw_request(hook: Any, host: str) -> bytes:
-    """The HTTP/1.1 request of one webhook, byte for byte."""
-    headers = {k: v for k, v in hook.headers.items() if k.lower() not in {"host", "content-length"}}
-    lines = [f"POST {hook.path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(hook.body)}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + hook.body
 
 
 def wrk_post(

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from tickets import actions
+from tickets import events as live
 from tickets.file_links import public_url
 from tickets.inbound import InboundMessage
 from tickets.models import Delivery, Direction, Message, Ticket
@@ -180,7 +181,9 @@ def run_claimed(event_id: int, event: InboundEvent | None = None) -> Outcome:
 
 
 def _apply_event(event: InboundEvent) -> Outcome:
-    with transaction.atomic():
+    # The event's live events (ticket created, message added, assigned) go out together,
+    # after the commit.
+    with live.batched(), transaction.atomic():
         adapter = adapter_for(event.channel.kind)
         if adapter is None:
             return _fail(event, f"no adapter for channel kind {event.channel.kind!r}")

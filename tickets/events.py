@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -111,35 +112,72 @@ def publish_on_commit(groups: Iterable[str], event: dict[str, Any]) -> None:
 
 
 def _publish(groups: list[str], event: dict[str, Any]) -> None:
+    pending = getattr(_batch, "items", None)
+    if pending is not None:
+        pending.append((groups, event))
+        return
+    _publish_all([(groups, event)])
+
+
+# Events whose transaction has committed inside a `batched()` block, waiting for its end.
+_batch = threading.local()
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """Publish the live events of every transaction committed inside the block together, when
+    it ends: one Redis round trip instead of one per event. An inbound message publishes
+    three (ticket created, message added, assigned), and those pipelines were a tenth of the
+    worker's CPU per message (bench/live.py, py-spy). Events are still only those of
+    committed work: Django drops the on-commit hooks of a rolled-back savepoint or
+    transaction, so they never reach the batch. Nested blocks publish with the outermost."""
+    if getattr(_batch, "items", None) is not None:
+        yield
+        return
+    _batch.items = []
+    try:
+        yield
+    finally:
+        items, _batch.items = _batch.items, None
+        if items:
+            _publish_all(items)
+
+
+def _publish_all(items: list[tuple[list[str], dict[str, Any]]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "helpdesk.event", "event": event}
+    messages = [(groups, {"type": "helpdesk.event", "event": event}) for groups, event in items]
     try:
         if isinstance(layer, InMemoryChannelLayer):
             # The in-process layer delivers to consumers of this process's loop.
-            async_to_sync(_send_all)(layer, groups, message)
+            async_to_sync(_send_all)(layer, messages)
         elif isinstance(layer, RedisPubSubChannelLayer):
-            _RedisPublisher.of(layer).publish(groups, message)
+            _RedisPublisher.of(layer).publish(messages)
         else:
-            _Publisher.get().submit(layer, groups, message)
+            _Publisher.get().submit(layer, messages)
     except Exception:
         # The change is committed; a client that misses this re-syncs by version.
-        log.exception("live event %s.%s not published", event.get("type"), event.get("op"))
+        log.exception(
+            "live event %s not published",
+            ", ".join(f"{e.get('type')}.{e.get('op')}" for _, e in items),
+        )
 
 
-async def _send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
-    for group in groups:
-        await layer.group_send(group, message)
+async def _send_all(layer: Any, messages: list[tuple[list[str], dict[str, Any]]]) -> None:
+    for groups, message in messages:
+        for group in groups:
+            await layer.group_send(group, message)
 
 
 class _RedisPublisher:
     """Publishes to the groups of a channels_redis pub/sub layer from the calling thread, with
     redis-py's synchronous client: the message serialized once (the layer's own serializer,
     encryption included), every group's PUBLISH in one pipeline per Redis shard — one round
-    trip per event. The layer's own group_send serializes per group and awaits a PUBLISH
-    each, on an event loop in another thread: a third of the Celery worker's CPU per inbound
-    message went there (bench/live.py, py-spy), and the thread fought the worker for the GIL.
+    trip per event, or per batch of events (`batched`). The layer's own group_send
+    serializes per group and awaits a PUBLISH each, on an event loop in another thread: a
+    third of the Celery worker's CPU per inbound message went there (bench/live.py, py-spy),
+    and the thread fought the worker for the GIL.
     Channel names and shard choice are the layer's (`{prefix}__group__{group}`, CRC hash)."""
 
     _by_layer: weakref.WeakKeyDictionary[Any, _RedisPublisher] = weakref.WeakKeyDictionary()
@@ -166,18 +204,21 @@ class _RedisPublisher:
                 publisher = cls._by_layer[layer] = cls(layer)
             return publisher
 
-    def publish(self, groups: list[str], message: dict[str, Any]) -> None:
+    def publish(self, messages: list[tuple[list[str], dict[str, Any]]]) -> None:
         layer = self.layer()
         if layer is None:
             return
-        payload = layer.serialize(message)
-        by_shard: dict[int, list[str]] = {}
-        for group in groups:
-            channel = f"{self.prefix}__group__{group}"
-            by_shard.setdefault(_consistent_hash(channel, len(self.clients)), []).append(channel)
-        for shard, channels in by_shard.items():
+        # In the order given within each shard: a socket sees one ticket's events in order.
+        by_shard: dict[int, list[tuple[str, bytes]]] = {}
+        for groups, message in messages:
+            payload = layer.serialize(message)
+            for group in groups:
+                channel = f"{self.prefix}__group__{group}"
+                shard = _consistent_hash(channel, len(self.clients))
+                by_shard.setdefault(shard, []).append((channel, payload))
+        for shard, publishes in by_shard.items():
             pipe = self.clients[shard].pipeline(transaction=False)
-            for channel in channels:
+            for channel, payload in publishes:
                 pipe.publish(channel, payload)
             pipe.execute()
 
@@ -214,8 +255,8 @@ class _Publisher:
                 cls._instance = cls()
             return cls._instance
 
-    def submit(self, layer: Any, groups: list[str], message: dict[str, Any]) -> None:
-        future = asyncio.run_coroutine_threadsafe(_send_all(layer, groups, message), self.loop)
+    def submit(self, layer: Any, messages: list[tuple[list[str], dict[str, Any]]]) -> None:
+        future = asyncio.run_coroutine_threadsafe(_send_all(layer, messages), self.loop)
         future.add_done_callback(_log_failure)
 
 
