@@ -2990,6 +2990,18 @@ def _route_locked(
     if chosen is None:
         steps = routing.widening(need, team, rules.teams)
         pools: dict[frozenset[int] | None, list[routing.Candidate]] = {}
+
+        def read(key: frozenset[int] | None) -> list[routing.Candidate]:
+            # Every pool is part of the widest (any team's agents with spare capacity): when
+            # that one is empty, so is each narrower one. In a storm every agent is at
+            # capacity, and each new ticket then costs one read instead of one per step.
+            if plan is None and key is not None and not any(pools.values()):
+                if None not in pools:
+                    pools[None] = load(None)
+                if not pools[None]:
+                    return []
+            return load(key)
+
         filtered: frozenset[int] | None = None
         if (
             ticket.team_id is not None
@@ -3009,11 +3021,12 @@ def _route_locked(
         for index, stage in enumerate(steps):
             key = stage.need.team_ids
             if key not in pools:
-                pools[key] = load(key)
+                pools[key] = read(key)
             ranked = routing.rank(pools[key], stage.need)
-            if not ranked and key == filtered:
-                # Nobody: read the whole team, to say why in the ticket's history.
-                pools[key] = load(key)
+            if not ranked and filtered is not None and key == filtered:
+                # Nobody: read the whole team, to say why in the ticket's history. (Once: the
+                # wider steps' pools, None for any team included, are read unfiltered.)
+                pools[key] = read(key)
                 filtered = None
             if ranked:
                 chosen = claim([c.id for c, _, _ in ranked[:_CLAIM_TRIES]], now=now)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels_in.models import Channel
@@ -640,6 +642,53 @@ def test_it_queues_when_nobody_is_eligible_after_every_step(
     ticket = fresh(ticket)
     assert ticket.assignee_id is None and ticket.team_id == outages.pk  # waits in its queue
     assert [s.slug for s in ticket.required_skills.all()] == ["hv"]  # take-next honours it
+
+
+def candidate_reads(run: Callable[[], Any]) -> tuple[Any, int]:
+    """What `run` returns, and how many times routing read a pool of candidates on its own
+    (routing.load_candidates' statement, outside the lock query)."""
+    with CaptureQueriesContext(connection) as captured:
+        result = run()
+    return result, sum(q["sql"].startswith("SELECT (SELECT") for q in captured.captured_queries)
+
+
+def test_it_reads_the_agents_once_when_nobody_anywhere_has_spare_capacity(
+    outages: Team, billing: Team, field_team: Team, new_ticket
+) -> None:
+    # A storm: every agent of every team at capacity, every step of the widening empty.
+    agent("full_here", outages, capacity=2, open_count=2, skills=("hv",))
+    agent("full_above", field_team, capacity=1, open_count=1, skills=("hv",))
+    agent("full_elsewhere", billing, capacity=3, open_count=3, skills=("hv",))
+    ticket = new_ticket("оборван провод, нет света")
+
+    result, reads = candidate_reads(lambda: actions.do_route_ticket(ticket.pk))
+
+    assert result.outcome == "queued"
+    assert reads == 1
+    # The history says why at every step, as when each pool was read on its own.
+    assert [e.data["because"] for e in events(ticket, "routing.step")] == [
+        "no online agent with spare capacity among agents of Outages",
+        "no online agent with spare capacity among agents of Outages without optional skills",
+        "no online agent with spare capacity among agents of Outages and its parent "
+        "Field operations",
+    ]
+    assert events(ticket, "routing.queued")[0].data["because"] == (
+        "no online agent with spare capacity among agents of any team speaking ru"
+    )
+
+
+def test_it_still_finds_the_one_agent_with_spare_capacity_in_another_team(
+    outages: Team, billing: Team, field_team: Team, new_ticket
+) -> None:
+    agent("full_here", outages, capacity=2, open_count=2, skills=("hv",))
+    free = agent("free_elsewhere", billing, skills=("hv",))
+    ticket = new_ticket("оборван провод, нет света")
+
+    result, reads = candidate_reads(lambda: actions.do_route_ticket(ticket.pk))
+
+    assert result.agent_id == free.pk and result.step == "any_team"
+    # The widest pool first (not empty), then the team's and the parent's, each once.
+    assert reads == 3
 
 
 # --------------------------------------------------------------------------- inbound hook
