@@ -429,6 +429,24 @@ def raw_request(hook: Any, host: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + hook.body
 
 
+async def post_raw(host: str, port: int, request: bytes) -> int:
+    """Send one raw HTTP/1.1 request on a connection of its own and read the response to the
+    end (gunicorn's sync workers close every connection); its status, 0 when it failed."""
+    import asyncio
+
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readline()
+        await reader.read()  # to the end: the server closes the connection
+        writer.close()
+        parts = head.split()
+        return int(parts[1]) if len(parts) > 1 else 0
+    except (OSError, ValueError):
+        return 0
+
+
 def run_threads(target: Callable[[], None], count: int) -> None:
     """Run `target` in `count` threads at once; return when every one has."""
     threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]

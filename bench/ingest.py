@@ -59,6 +59,7 @@ from bench.common import (  # noqa: E402
     markdown_table,
     percentile,
     pidof,
+    post_raw,
     proc_cpu,
     project_env,
     raw_request,
@@ -297,18 +298,7 @@ def paced_post(run: Run, base_url: str, hooks: list, *, rate: float) -> None:
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        status = 0
-        try:
-            reader, writer = await asyncio.open_connection(host, int(port))
-            writer.write(payloads[i])
-            await writer.drain()
-            head = await reader.readline()
-            await reader.read()  # to the end: the server closes the connection
-            writer.close()
-            parts = head.split()
-            status = int(parts[1]) if len(parts) > 1 else 0
-        except (OSError, ValueError):
-            status = 0
+        status = await post_raw(host, int(port), payloads[i])
         took = (time.perf_counter() - due) * 1000
         run.sent += 1
         run.latencies_ms.append(took)

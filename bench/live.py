@@ -92,6 +92,7 @@ from bench.common import (  # noqa: E402
     manage,
     markdown_table,
     percentile,
+    post_raw,
     proc_cpu,
     project_env,
     raw_request,
@@ -389,17 +390,7 @@ def post_at_rate(
             await asyncio.sleep(delay)
         async with slots:
             t0 = time.monotonic()
-            status = 0
-            try:
-                reader, writer = await asyncio.open_connection(host, int(port))
-                writer.write(payloads[i])
-                head = await reader.readline()
-                await reader.read()  # to the end: the server closes the connection
-                writer.close()
-                parts = head.split()
-                status = int(parts[1]) if len(parts) > 1 else 0
-            except (OSError, ValueError):
-                status = 0
+            status = await post_raw(host, int(port), payloads[i])
         took = (time.monotonic() - t0) * 1000
         posted.statuses[status] = posted.statuses.get(status, 0) + 1
         posted.post_ms.append(took)
