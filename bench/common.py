@@ -429,22 +429,60 @@ def raw_request(hook: Any, host: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + hook.body
 
 
-async def post_raw(host: str, port: int, request: bytes) -> int:
-    """Send one raw HTTP/1.1 request on a connection of its own and read the response to the
-    end (gunicorn's sync workers close every connection); its status, 0 when it failed."""
+@dataclass
+class Sent:
+    """One POST of an open loop: when it was due, when it started and ended (monotonic), and
+    its status (0 when it failed)."""
+
+    index: int
+    due: float
+    started: float
+    ended: float
+    status: int
+
+
+def post_open_loop(
+    base_url: str, requests: Sequence[bytes], rate: float, *, in_flight: int | None = None
+) -> tuple[list[Sent], float]:
+    """Open loop on raw sockets, one asyncio loop: request i is due at start + i / rate,
+    whatever earlier ones are doing, each on a connection of its own (gunicorn's sync workers
+    close every one) and read to the end of the response. `in_flight` caps the POSTs under
+    way: a stalled server then makes later ones start late rather than open thousands of
+    sockets. Returns every POST, in completion order, and the start (monotonic)."""
     import asyncio
 
-    try:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(request)
-        await writer.drain()
-        head = await reader.readline()
-        await reader.read()  # to the end: the server closes the connection
-        writer.close()
-        parts = head.split()
-        return int(parts[1]) if len(parts) > 1 else 0
-    except (OSError, ValueError):
-        return 0
+    host, port = base_url.split("://", 1)[1].rsplit(":", 1)
+    sent: list[Sent] = []
+
+    async def post(request: bytes) -> int:
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readline()
+            await reader.read()  # to the end: the server closes the connection
+            writer.close()
+            parts = head.split()
+            return int(parts[1]) if len(parts) > 1 else 0
+        except (OSError, ValueError):
+            return 0
+
+    async def one(i: int, due: float, slots: asyncio.Semaphore | None) -> None:
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with slots or contextlib.nullcontext():
+            started = time.monotonic()
+            status = await post(requests[i])
+        sent.append(Sent(i, due, started, time.monotonic(), status))
+
+    async def main() -> float:
+        slots = asyncio.Semaphore(in_flight) if in_flight else None
+        start = time.monotonic() + 0.2
+        await asyncio.gather(*(one(i, start + i / rate, slots) for i in range(len(requests))))
+        return start
+
+    return sent, asyncio.run(main())
 
 
 def run_threads(target: Callable[[], None], count: int) -> None:

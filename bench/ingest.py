@@ -59,7 +59,7 @@ from bench.common import (  # noqa: E402
     markdown_table,
     percentile,
     pidof,
-    post_raw,
+    post_open_loop,
     proc_cpu,
     project_env,
     raw_request,
@@ -285,34 +285,17 @@ def wrk_post(
 
 
 def paced_post(run: Run, base_url: str, hooks: list, *, rate: float) -> None:
-    """Open loop: request i starts at start + i/rate (its own connection, as gunicorn's sync
-    workers close each one), whatever the earlier ones are doing; latency from that scheduled
-    time to the last byte of the response."""
-    import asyncio
-
+    """Open loop (bench/common.post_open_loop, nothing capped): latency from each request's
+    scheduled time to the last byte of its response."""
     host_port = base_url.split("://", 1)[1]
-    host, port = host_port.rsplit(":", 1)
-    payloads = [raw_request(hook, host_port) for hook in hooks]
-
-    async def one(i: int, due: float) -> None:
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        status = await post_raw(host, int(port), payloads[i])
-        took = (time.perf_counter() - due) * 1000
+    sent, start = post_open_loop(base_url, [raw_request(h, host_port) for h in hooks], rate)
+    for post in sent:
         run.sent += 1
-        run.latencies_ms.append(took)
-        run.statuses[status] = run.statuses.get(status, 0) + 1
-        if 200 <= status < 300:
+        run.latencies_ms.append((post.ended - post.due) * 1000)
+        run.statuses[post.status] = run.statuses.get(post.status, 0) + 1
+        if 200 <= post.status < 300:
             run.accepted += 1
-
-    async def main() -> None:
-        start = time.perf_counter() + 0.2
-        await asyncio.gather(*(one(i, start + i / rate) for i in range(len(payloads))))
-
-    start = time.perf_counter()
-    asyncio.run(main())
-    run.elapsed_s = time.perf_counter() - start - 0.2
+    run.elapsed_s = max((p.ended for p in sent), default=start) - start
     run.client = "asyncio open loop"
 
 

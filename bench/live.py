@@ -92,7 +92,7 @@ from bench.common import (  # noqa: E402
     manage,
     markdown_table,
     percentile,
-    post_raw,
+    post_open_loop,
     proc_cpu,
     project_env,
     raw_request,
@@ -374,38 +374,19 @@ class Posted:
 def post_at_rate(
     base_url: str, hooks: list[tuple[int, Any]], rate: float, posted: Posted, concurrency: int
 ) -> None:
-    """Open loop on raw sockets, one asyncio loop: hook i is due at start + i / rate, whatever
-    earlier POSTs are doing, each on a connection of its own (gunicorn's sync workers close
-    every one). At most `concurrency` in flight: a stalled server makes POSTs late (counted)
-    rather than opening thousands of sockets. httpx from 32 threads took 2.3 ms of this
-    process's CPU per POST — a tenth of the two cores at 100/s, taken from the servers being
-    measured."""
+    """Open loop (bench/common.post_open_loop), at most `concurrency` POSTs in flight. httpx
+    from 32 threads took 2.3 ms of this process's CPU per POST — a tenth of the two cores at
+    100/s, taken from the servers being measured."""
     host_port = base_url.split("://", 1)[1]
-    host, port = host_port.rsplit(":", 1)
-    payloads = [raw_request(hook, host_port) for _, hook in hooks]
-
-    async def one(i: int, due: float, slots: asyncio.Semaphore) -> None:
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        async with slots:
-            t0 = time.monotonic()
-            status = await post_raw(host, int(port), payloads[i])
-        took = (time.monotonic() - t0) * 1000
-        posted.statuses[status] = posted.statuses.get(status, 0) + 1
-        posted.post_ms.append(took)
-        if t0 - due > 0.05:
+    requests = [raw_request(hook, host_port) for _, hook in hooks]
+    sent, start = post_open_loop(base_url, requests, rate, in_flight=concurrency)
+    for post in sent:
+        posted.statuses[post.status] = posted.statuses.get(post.status, 0) + 1
+        posted.post_ms.append((post.ended - post.started) * 1000)
+        if post.started - post.due > 0.05:
             posted.late += 1
-        if 200 <= status < 300:
-            posted.started[hooks[i][0]] = t0
-
-    async def main() -> float:
-        slots = asyncio.Semaphore(concurrency)
-        start = time.monotonic() + 0.05
-        await asyncio.gather(*(one(i, start + i / rate, slots) for i in range(len(hooks))))
-        return start
-
-    start = asyncio.run(main())
+        if 200 <= post.status < 300:
+            posted.started[hooks[post.index][0]] = post.started
     posted.elapsed_s = time.monotonic() - start
 
 
