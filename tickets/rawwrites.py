@@ -27,9 +27,11 @@ class Insert(Generic[M]):
         *,
         using: str = "default",
         cursor: Callable[[], Any] | None = None,
+        explicit_pk: bool = False,
     ) -> None:
         """`cursor` makes the cursors the statements run on (default: the connection's),
-        e.g. one that prepares them on the server."""
+        e.g. one that prepares them on the server. `explicit_pk`: the instances come with
+        their primary key already taken (from the table's sequence), which is written too."""
         connection = connections[using]
         self.cursor = cursor or connection.cursor
         quote = connection.ops.quote_name
@@ -43,7 +45,7 @@ class Insert(Generic[M]):
         self.fields: list[Field[Any, Any]] = [
             f
             for f in model._meta.concrete_fields
-            if not (f.primary_key and getattr(f, "db_returning", False))
+            if explicit_pk or not (f.primary_key and getattr(f, "db_returning", False))
         ]
         self.table = quote(model._meta.db_table)
         self.columns = ", ".join(quote(f.column) for f in self.fields)

@@ -1,18 +1,24 @@
 """Routing's hot path on PostgreSQL: its statements are prepared once per connection and
-logged like any other, and the tables it writes on every assignment carry no redundant
-single-column foreign-key indexes (migration 0005)."""
+logged like any other, a ticket an inbound message creates is routed before it is written
+(one INSERT with its agent, no UPDATE), and the tables it writes on every assignment carry
+no redundant single-column foreign-key indexes (migration 0005)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.conftest import make_agent
+from channels_in.models import Channel
+from tests.conftest import inbound, make_agent
 from tickets import actions, routing
-from tickets.models import Contact, Team, Ticket, TicketEvent
+from tickets.events import QUEUE_GROUP, agent_group
+from tickets.models import Agent, Contact, Message, Team, Ticket, TicketEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -104,3 +110,160 @@ def leading_columns(table: str) -> set[str]:
 def test_it_indexes_each_foreign_key_once(table: str, columns: set[str]) -> None:
     assert not single_column_indexes(table) & columns
     assert columns <= leading_columns(table)
+
+
+# --------------------------------------------------------------------------- new tickets
+
+
+def published(groups: tuple[str, ...], work: Any, capture: Any) -> list[list[dict[str, Any]]]:
+    """What `work()` publishes to each of these groups once its transaction commits (one
+    listener per group, on the in-memory layer)."""
+    layer = get_channel_layer()
+    names = [async_to_sync(layer.new_channel)() for _ in groups]
+    for group, name in zip(groups, names, strict=True):
+        async_to_sync(layer.group_add)(group, name)
+    with capture(execute=True):
+        work()
+
+    async def read(name: str) -> list[dict[str, Any]]:
+        got = []
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive(name), 0.05)
+            except TimeoutError:
+                return got
+            got.append(message["event"])
+
+    return [async_to_sync(read)(name) for name in names]
+
+
+def history(ticket: Ticket) -> list[str]:
+    return list(
+        TicketEvent.objects.filter(ticket=ticket).order_by("id").values_list("verb", flat=True)
+    )
+
+
+def test_it_writes_a_new_ticket_once_with_its_agent_when_the_caller_routes_it(
+    outages: Team, telegram: Channel, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    alice = make_agent("alice", teams=(outages,), languages=("ru",))
+    bob = make_agent("bob", teams=(outages,), languages=("pt",))
+    received: list[actions.Received] = []
+    results: list[actions.RouteResult | None] = []
+
+    def work() -> None:
+        with CaptureQueriesContext(connection) as captured:
+            got = actions.do_receive_inbound(
+                inbound(telegram, "Нет света на улице Ленина"), channel=telegram, route=True
+            )
+            results.append(actions.route_after_receive(got))
+        received.append(got)
+        statements.extend(q["sql"] for q in captured.captured_queries)
+
+    statements: list[str] = []
+    events, queue = published(
+        (agent_group(alice.pk), QUEUE_GROUP), work, django_capture_on_commit_callbacks
+    )
+
+    ticket = Ticket.objects.get(pk=received[0].ticket.pk)  # type: ignore[union-attr]
+    result = results[0]
+    assert result is not None and (result.outcome, result.agent_id) == ("assigned", alice.pk)
+    assert (ticket.assignee_id, ticket.team_id, ticket.version) == (alice.pk, outages.pk, 1)
+    assert ticket.assigned_at is not None
+    # Written once: one INSERT of the ticket, with its id and agent, and no UPDATE of it.
+    assert sum(q.startswith('INSERT INTO "tickets_ticket" ("id"') for q in statements) == 1
+    assert not [
+        q for q in statements if "UPDATE tickets_ticket" in q or 'UPDATE "tickets_ticket"' in q
+    ]
+    assert history(ticket) == [
+        "ticket.created",
+        "message.received",
+        "ticket.assigned",
+        "routing.assigned",
+    ]
+    alice.refresh_from_db()
+    bob.refresh_from_db()
+    assert (alice.open_count, bob.open_count) == (1, 0)
+    # Announced once, already assigned (no "update" before or after it), and Alice is told.
+    tickets = [e for e in events if e["type"] == "ticket"]
+    assert [(e["op"], e["ticket"]["id"], e["ticket"]["assignee_id"]) for e in tickets] == [
+        ("create", ticket.pk, alice.pk)
+    ]
+    assert [e["op"] for e in events if e["type"] == "notice"] == ["assigned"]
+    assert [(e["type"], e["op"]) for e in queue] == [("ticket", "create")]
+    assert queue[0]["ticket"]["assignee_id"] == alice.pk
+
+
+def test_it_routes_a_new_ticket_as_routing_after_its_insert_would(
+    outages: Team, telegram: Channel
+) -> None:
+    alice = make_agent("alice", teams=(outages,), languages=("ru",))
+    make_agent("bob", teams=(outages,), languages=("pt",))
+    # Routed after its INSERT (no `route`), then before it: the same agent, history and
+    # explanation; the ids the sequence hands out do not collide.
+    after = actions.do_receive_inbound(inbound(telegram, "Нет света", sender="1"))
+    after_result = actions.route_after_receive(after)
+    before = actions.do_receive_inbound(inbound(telegram, "Нет света", sender="2"), route=True)
+    before_result = actions.route_after_receive(before)
+    later = actions.do_receive_inbound(inbound(telegram, "Нет света", sender="3"))
+
+    assert after.ticket is not None and before.ticket is not None and later.ticket is not None
+    assert after.ticket.pk < before.ticket.pk < later.ticket.pk
+    assert after_result is not None and before_result is not None
+    assert (before_result.outcome, before_result.agent_id, before_result.step) == (
+        after_result.outcome,
+        after_result.agent_id,
+        after_result.step,
+    )
+    assert history(before.ticket) == history(after.ticket)
+    # The score differs only by Alice's load: she had one ticket more the second time.
+    reasons = [
+        TicketEvent.objects.get(ticket=t, verb="routing.assigned").data
+        for t in (after.ticket, before.ticket)
+    ]
+    assert reasons[0]["score"] > reasons[1]["score"]
+    for reason in reasons:
+        del reason["score"]
+    assert reasons[0] == reasons[1] and reasons[0]["why"]
+    alice.refresh_from_db()
+    assert alice.open_count == 2
+
+
+def test_it_queues_a_new_ticket_nobody_can_take_before_writing_it(
+    outages: Team, telegram: Channel
+) -> None:
+    make_agent("alice", teams=(outages,), languages=("ru",), capacity=0)
+    received = actions.do_receive_inbound(inbound(telegram, "Нет света"), route=True)
+    result = actions.route_after_receive(received)
+
+    assert result is not None and result.outcome == "queued" and result.agent_id is None
+    ticket = Ticket.objects.get(pk=received.ticket.pk)  # type: ignore[union-attr]
+    assert (ticket.assignee_id, ticket.team_id) == (None, outages.pk)
+    assert history(ticket)[:2] == ["ticket.created", "message.received"]
+    assert history(ticket)[-1] == "routing.queued"
+
+
+def test_it_keeps_the_message_when_routing_its_new_ticket_fails(
+    outages: Team, telegram: Channel, monkeypatch: Any, caplog: Any
+) -> None:
+    alice = make_agent("alice", teams=(outages,), languages=("ru",))
+    real = actions._routing_event
+
+    def broken(ticket: Ticket, verb: str, **kwargs: Any) -> TicketEvent:
+        if verb == "ticket.assigned":  # after the agent was claimed
+            raise RuntimeError("the history could not be written")
+        return real(ticket, verb, **kwargs)
+
+    monkeypatch.setattr(actions, "_routing_event", broken)
+    received = actions.do_receive_inbound(inbound(telegram, "Нет света"), route=True)
+
+    assert actions.route_after_receive(received) is None
+    ticket = Ticket.objects.get(pk=received.ticket.pk)  # type: ignore[union-attr]
+    assert ticket.assignee_id is None and ticket.team_id == outages.pk
+    assert Message.objects.filter(ticket=ticket).count() == 1
+    assert history(ticket) == ["ticket.created", "message.received"]
+    # Both tries claimed Alice and were rolled back with what they wrote.
+    assert Agent.objects.get(pk=alice.pk).open_count == 0
+    assert "routing the new ticket of message" in caplog.text
+    assert f"routing ticket {ticket.pk} failed" in caplog.text
