@@ -95,6 +95,7 @@ from bench.common import (  # noqa: E402
     post_open_loop,
     proc_cpu,
     project_env,
+    python_speed_s,
     raw_request,
     terminate_on_sigterm,
     text_table,
@@ -1103,8 +1104,10 @@ def main() -> None:
     setup_django()
     gctune.tune()  # the poster's threads too (full collections of 100-350 ms were seen)
     load_before = load_average()
+    speed_before = python_speed_s()
     results = [run_one(n, args, env) for n in counts]
     load_after = load_average()
+    speed_after = python_speed_s()
 
     headers, rows = report_rows(results)
     print()
@@ -1113,7 +1116,8 @@ def main() -> None:
         print(details(r))
     print(
         f"load before {' '.join(f'{x:.2f}' for x in load_before)}, "
-        f"after {' '.join(f'{x:.2f}' for x in load_after)}"
+        f"after {' '.join(f'{x:.2f}' for x in load_after)}; "
+        f"10 M Python additions in {speed_before:.2f} s before, {speed_after:.2f} s after"
     )
     if args.no_results:
         return
@@ -1126,7 +1130,9 @@ def main() -> None:
             "",
             f"Machine: {machine['cores']} cores ({machine['cpu']}), PostgreSQL "
             f"{machine['postgresql']}, Python {machine['python']}; load before "
-            f"{load_before[0]:.2f}, after {load_after[0]:.2f}. uvicorn (1 process), gunicorn "
+            f"{load_before[0]:.2f}, after {load_after[0]:.2f}; 10 M Python additions in "
+            f"{speed_before:.2f} s before, {speed_after:.2f} s after (bench/common."
+            "python_speed_s). uvicorn (1 process), gunicorn "
             f"{args.web_workers} sync workers, one Celery worker ×{args.worker_concurrency} "
             f"(nice {args.worker_nice}), channels_redis pub/sub layer; {args.rate:.0f} "
             f"webhooks/s for {args.seconds:.0f} s, {args.teams} teams, one supervisor. Commit "
