@@ -724,7 +724,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients")
     parser.add_argument("--http-workers", type=int, default=4, help="2 x cores, as deployed")
     parser.add_argument("--celery-concurrency", type=int, default=2)
-    parser.add_argument("--redeliver", type=float, default=0.025, help="share posted twice")
+    parser.add_argument(
+        "--redeliver", type=float, default=0.025, help="share posted twice, 0 to 1 (0.025: 2.5 %%)"
+    )
     parser.add_argument("--profile", type=int, default=0, help="profile N emails afterwards")
     parser.add_argument("--max-load", type=float, default=1.5, help="wait for a quieter box")
     parser.add_argument("--max-wait", type=float, default=300.0, help="seconds to wait for it")
@@ -737,6 +739,8 @@ def main() -> int:
     )
     parser.add_argument("--no-results", action="store_true", help="do not append RESULTS.md")
     args = parser.parse_args()
+    if not 0 <= args.redeliver <= 1:
+        parser.error(f"--redeliver is a share of the mails, 0 to 1, not {args.redeliver:g}")
     common.terminate_on_sigterm()
 
     tmp = Path(tempfile.mkdtemp(prefix="helpdesk-bench-email-"))
