@@ -3279,8 +3279,8 @@ def _route_new(
     reads, claims an agent and writes its history exactly as for an inserted ticket, and the
     ticket is then written once with its agent and team. Inserting first and routing after
     cost a row lock query and an UPDATE that rewrote the new row in all fourteen of the
-    ticket's indexes (the assignee is indexed, so it is never a HOT update); in a storm,
-    when every new ticket is routed, that was a fifth of the worker's database work."""
+    ticket's indexes (the assignee is indexed, so it is never a HOT update): 5-12 % of
+    PostgreSQL's CPU per new message, and two of its fifteen statements."""
     with _prepared_cursor() as cursor:
         cursor.execute(_route_new_sql(), [contact.pk, ticket.team_id, ticket.language])
         pk, previous, candidates = cursor.fetchone()

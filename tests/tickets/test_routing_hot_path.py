@@ -11,14 +11,24 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from channels_in.models import Channel
 from tests.conftest import inbound, make_agent
 from tickets import actions, routing
 from tickets.events import QUEUE_GROUP, agent_group
-from tickets.models import Agent, Contact, Message, Team, Ticket, TicketEvent
+from tickets.models import (
+    Agent,
+    AgentSkill,
+    Contact,
+    Message,
+    RoutingRule,
+    Skill,
+    Team,
+    Ticket,
+    TicketEvent,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -267,3 +277,39 @@ def test_it_keeps_the_message_when_routing_its_new_ticket_fails(
     assert Agent.objects.get(pk=alice.pk).open_count == 0
     assert "routing the new ticket of message" in caplog.text
     assert f"routing ticket {ticket.pk} failed" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_applies_the_rules_to_a_new_ticket_before_writing_it(
+    outages: Team, billing: Team, telegram: Channel
+) -> None:
+    """A rule's skills and tags are written before the ticket row (their foreign keys are
+    checked at the commit, which this test makes real)."""
+    disputes = Skill.objects.create(name="Billing disputes", slug="disputes")
+    RoutingRule.objects.create(
+        name="Bills to billing",
+        conditions=routing.validate_conditions({"language": ["ru"]}),
+        actions=routing.validate_actions(
+            {"team": "billing", "skills": ["disputes"], "priority": "+1", "tags": ["Moved"]}
+        ),
+    )
+    routing.clear_rules_cache()
+    bill = make_agent("bill", teams=(billing,), languages=("ru",))
+    AgentSkill.objects.create(agent=bill, skill=disputes)
+
+    with transaction.atomic():
+        received = actions.do_receive_inbound(
+            inbound(telegram, "Почему счёт за электричество такой большой?"), route=True
+        )
+    result = actions.route_after_receive(received)
+
+    assert result is not None and (result.outcome, result.agent_id) == ("assigned", bill.pk)
+    ticket = Ticket.objects.get(pk=received.ticket.pk)  # type: ignore[union-attr]
+    assert (ticket.team_id, ticket.assignee_id, ticket.version) == (billing.pk, bill.pk, 1)
+    assert ticket.priority_reasons[-1]["signal"] == "routing"
+    assert list(ticket.required_skills.values_list("slug", flat=True)) == ["disputes"]
+    assert list(ticket.tags.values_list("name", flat=True)) == ["moved"]
+    assert history(ticket)[:2] == ["ticket.created", "message.received"]
+    assert {"ticket.transferred", "ticket.priority", "ticket.tags", "routing.rules"} <= set(
+        history(ticket)
+    )
