@@ -507,8 +507,7 @@ def post_open_loop(
             task = loop.create_task(post(loop, i, due, slots))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        while tasks:
-            await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks)
         return start
 
     with contextlib.suppress(ImportError):

@@ -1102,7 +1102,7 @@ def main() -> None:
     counts = [int(n) for n in args.agents.split(",") if n.strip()]
     env = env_for()
     setup_django()
-    gctune.tune()  # the poster's threads too (full collections of 100-350 ms were seen)
+    gctune.tune()  # the poster too (full collections of 100-350 ms were seen)
     load_before = load_average()
     speed_before = python_speed_s()
     results = [run_one(n, args, env) for n in counts]

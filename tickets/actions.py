@@ -2711,9 +2711,14 @@ def _lock_for_routing(pk: int, *, wait: bool) -> Ticket | None:
 
 def _routing_ticket(build: Any, row: Sequence[Any]) -> Ticket:
     locked: Ticket = build(row)
-    for name, value in zip(_ROUTING_ANNOTATIONS, row[-len(_ROUTING_ANNOTATIONS) :], strict=True):
-        setattr(locked, name, value)
+    _annotate_for_routing(locked, row[-len(_ROUTING_ANNOTATIONS) :])
     return locked
+
+
+def _annotate_for_routing(ticket: Ticket, values: Sequence[Any]) -> None:
+    """What _route_locked reads beside the ticket's own fields, in _ROUTING_ANNOTATIONS' order."""
+    for name, value in zip(_ROUTING_ANNOTATIONS, values, strict=True):
+        setattr(ticket, name, value)
 
 
 def _routing_select(columns: str, where: str, *, previous_ticket: bool = False) -> str:
@@ -3285,12 +3290,8 @@ def _route_new(
         cursor.execute(_route_new_sql(), [contact.pk, ticket.team_id, ticket.language])
         pk, previous, candidates = cursor.fetchone()
     ticket.pk = pk
-    ticket.routing_tier = contact.tier  # type: ignore[attr-defined]
-    ticket.routing_channel = channel.kind  # type: ignore[attr-defined]
-    ticket.routing_tags = []  # type: ignore[attr-defined]
-    ticket.routing_skills = []  # type: ignore[attr-defined]
-    ticket.routing_previous = previous  # type: ignore[attr-defined]
-    ticket.routing_candidates = candidates  # type: ignore[attr-defined]
+    # Tier, channel kind, tags, required skills, previous agent, candidates.
+    _annotate_for_routing(ticket, (contact.tier, channel.kind, [], [], previous, candidates))
     events: list[TicketEvent] = []
     result = _route_locked(ticket, actor=None, keep=False, why="", unsaved=events)
     return result, events

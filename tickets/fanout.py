@@ -52,27 +52,41 @@ def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any
                 return
 
 
+def _first_step(coro: Coroutine[Any, Any, None]) -> tuple[bool, Any]:
+    """Run `coro` in the caller's turn up to its first wait: (True, what it waits on), or
+    (False, None) when it finished there (a failure is logged)."""
+    try:
+        return True, coro.send(None)
+    except StopIteration:
+        return False, None
+    except Exception:
+        log.exception("live event handler failed")
+        return False, None
+
+
+async def _complete(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """Drive a coroutine `_first_step` left waiting on `yielded` to its end (a failure is
+    logged)."""
+    try:
+        await _resume(coro, yielded)
+    except Exception:
+        log.exception("live event handler failed")
+
+
+def _spawn(coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
+    # An empty context: not the context of whichever socket's code happened to start it.
+    task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
+    tasks.add(task)  # the loop keeps only a weak reference to tasks
+    task.add_done_callback(tasks.discard)
+
+
 def run_now(coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
     """Run `coro` at once in the caller's turn, without a task: the usual case of a send to a
     socket whose buffer has room finishes here. If it has to wait, it goes on in a task of
     its own (kept in `tasks`: the loop holds tasks only weakly)."""
-    try:
-        yielded = coro.send(None)
-    except StopIteration:
-        return
-    except Exception:
-        log.exception("live event handler failed")
-        return
-
-    async def finish() -> None:
-        try:
-            await _resume(coro, yielded)
-        except Exception:
-            log.exception("live event handler failed")
-
-    task = asyncio.get_running_loop().create_task(finish(), context=contextvars.Context())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    waiting, yielded = _first_step(coro)
+    if waiting:
+        _spawn(_complete(coro, yielded), tasks)
 
 
 class Mailbox:
@@ -92,15 +106,11 @@ class Mailbox:
             self.backlog.append(message)
             return
         coro = self.handler(message)
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
+        waiting, yielded = _first_step(coro)
+        if not waiting:
             return  # the usual case: checked, sent, done, without a task or a queue
-        except Exception:
-            log.exception("live event handler failed")
-            return
         self.busy = True
-        self._spawn(self._finish(coro, yielded))
+        _spawn(self._finish(coro, yielded), self.tasks)
 
     async def acquire(self) -> None:
         """Wait until no delivery runs, then hold deliveries back (the consumer's own turn)."""
@@ -117,24 +127,15 @@ class Mailbox:
     def release(self) -> None:
         """The consumer's turn is over: what arrived meanwhile runs now, in order."""
         if self.backlog:
-            self._spawn(self._drain())
+            _spawn(self._drain(), self.tasks)
         else:
             self._idle()
 
     def close(self) -> None:
         self.backlog.clear()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        # An empty context: not the context of whichever socket's code happened to start it.
-        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
-        self.tasks.add(task)  # the loop keeps only a weak reference to tasks
-        task.add_done_callback(self.tasks.discard)
-
     async def _finish(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-        try:
-            await _resume(coro, yielded)
-        except Exception:
-            log.exception("live event handler failed")
+        await _complete(coro, yielded)
         await self._drain()
 
     async def _drain(self) -> None:
