@@ -10,7 +10,10 @@ Per agent count (each on a fresh database `helpdesk_bench_live`, Redis db 12):
    channel's tickets going to one team; N agent accounts, one of them the supervisor (sees
    every ticket), the others in one team each, every fifth also in a second team; all
    online, as after logging in, and a session for each written through the session engine
-   (what the login form does, without N password hashes).
+   (what the login form does, without N password hashes). Then a month of history
+   (`--history`, 20,000 closed tickets with their contacts, messages, events and inbound
+   events: a storm does not arrive at an empty database) and ANALYZE, as autovacuum would
+   have left the statistics (this machine's PostgreSQL runs without it).
 2. Servers, as the README's production table runs them: `uvicorn helpdesk.asgi:application`
    (one process, uvloop/httptools, no per-message deflate) for `/ws/`,
    gunicorn (`--web-workers`, 2 sync) for the webhooks, one real Celery worker (prefork
@@ -242,7 +245,7 @@ def setup_django() -> None:
     django.setup()
 
 
-def prepare(env: dict[str, str], agents: int, teams: int) -> list[SocketSpec]:
+def prepare(env: dict[str, str], agents: int, teams: int, history: int) -> list[SocketSpec]:
     """A fresh database and Redis db, migrated and seeded; one socket spec per agent."""
     from django.db import connections
 
@@ -251,8 +254,94 @@ def prepare(env: dict[str, str], agents: int, teams: int) -> list[SocketSpec]:
     subprocess.run(["redis-cli", "-n", str(REDIS_DB), "FLUSHDB"], check=True, capture_output=True)
     manage(["migrate", "--noinput", "-v", "0"], env)
     specs = seed(agents, teams)
+    seed_history(history)
     connections.close_all()
     return specs
+
+
+# A month of a regional utility's closed conversations (20,000 messages a day would be more):
+# the database a storm arrives at is not empty.
+HISTORY_TICKETS = 20_000
+
+_HISTORY_SQL = (
+    # Contacts, one identity each on one of the channels, one closed ticket each with two
+    # messages, its history events and the inbound events that brought them; none of their
+    # identities is one the simulator's customers use.
+    """
+    INSERT INTO tickets_contact (display_name, language, tier, value, notes, attributes,
+        created_at, updated_at, last_seen_at)
+    SELECT 'Past customer ' || g, (ARRAY['ru','pt','zh','lt','en'])[1 + g %% 5], 'standard',
+        0, '', '{}', now() - make_interval(days => 31 - g %% 30),
+        now() - make_interval(days => 31 - g %% 30), now() - make_interval(days => 31 - g %% 30)
+    FROM generate_series(1, %(n)s) g
+    """,
+    """
+    INSERT INTO tickets_identity (kind, value, label, created_at, contact_id)
+    SELECT CASE ch.kind WHEN 'sms' THEN 'phone' ELSE ch.kind END, 'past-' || c.id,
+        c.display_name, c.created_at, c.id
+    FROM tickets_contact c
+    JOIN channels_in_channel ch ON ch.id = (SELECT min(id) FROM channels_in_channel)
+        + c.id %% (SELECT count(*) FROM channels_in_channel)
+    """,
+    """
+    INSERT INTO tickets_ticket (contact_id, channel_id, thread_key, subject, status, priority,
+        priority_score, priority_reasons, priority_locked, topic, language, team_id,
+        assignee_id, is_public, sentiment, escalation_level, sla_due_at, first_response_at,
+        resolved_at, closed_at, last_message_at, preview, message_count, created_at,
+        updated_at, version)
+    SELECT c.id, ch.id, '', '', 'closed', 1, 0, '[]', false, 'other', c.language,
+        ch.default_team_id, NULL, false, 0, 0, c.created_at + interval '4 hours',
+        c.created_at + interval '5 minutes', c.created_at + interval '1 hour',
+        c.created_at + interval '2 days', c.created_at + interval '5 minutes',
+        'Thank you, the power is back', 2, c.created_at, c.created_at + interval '2 days', 5
+    FROM tickets_contact c
+    JOIN tickets_identity i ON i.contact_id = c.id
+    JOIN channels_in_channel ch ON ch.kind = CASE i.kind WHEN 'phone' THEN 'sms' ELSE i.kind END
+    """,
+    """
+    INSERT INTO tickets_message (ticket_id, direction, author_kind, kind, text, html, payload,
+        channel_id, platform_message_id, is_internal, delivery_status, delivery_error,
+        created_at)
+    SELECT t.id, d.direction, d.author_kind, 'text', d.text, '', '{}', t.channel_id,
+        'past-' || t.id || '-' || d.direction, false, d.status, '', t.created_at + d.after
+    FROM tickets_ticket t, (VALUES ('in', 'customer', 'No power on our street', 'received',
+        interval '0'), ('out', 'agent', 'A crew is on the way', 'delivered',
+        interval '5 minutes')) d(direction, author_kind, text, status, after)
+    WHERE t.status = 'closed'
+    """,
+    """
+    INSERT INTO tickets_ticketevent (ticket_id, contact_id, actor_kind, verb, from_value,
+        to_value, data, created_at)
+    SELECT t.id, t.contact_id, 'customer', v.verb, NULL, NULL, '{}', t.created_at
+    FROM tickets_ticket t, (VALUES ('ticket.created'), ('message.received'),
+        ('ticket.closed')) v(verb)
+    WHERE t.status = 'closed'
+    """,
+    """
+    INSERT INTO channels_in_inboundevent (channel_id, platform_id, body, meta, status,
+        attempts, error, result, received_at, processed_at, next_attempt_at)
+    SELECT t.channel_id, 'past:' || t.id, convert_to('{}', 'UTF8'), '{}', 'processed', 1, '',
+        '{"message": 1}', t.created_at, t.created_at, t.created_at
+    FROM tickets_ticket t WHERE t.status = 'closed'
+    """,
+)
+
+
+def seed_history(tickets: int) -> None:
+    """HISTORY_TICKETS closed conversations, then statistics on every table, as autovacuum
+    keeps them on a production database. This machine's PostgreSQL runs without autovacuum
+    (its CI configuration), and on an empty database the worker's prepared statements were
+    planned for empty tables, for the whole run: its ticket and contact lookups scanned the
+    tables (~150 buffers each, growing with every message), and a new ticket's candidates
+    probed the team memberships once per agent (1,440 buffers at 500 agents, where a hash join
+    reads 17)."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in _HISTORY_SQL:
+            cursor.execute(statement, {"n": tickets})
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
 
 def seed(agents: int, team_count: int) -> list[SocketSpec]:
@@ -850,7 +939,7 @@ def analyse(
 def run_one(agents: int, args: argparse.Namespace, env: dict[str, str]) -> Result:
     result = Result(agents=agents)
     print(f"\n== {agents} agents: seeding ...", flush=True)
-    specs = prepare(env, agents, args.teams)
+    specs = prepare(env, agents, args.teams, args.history)
     result.sockets = len(specs)
     scratch = Path(tempfile.mkdtemp(prefix="bench-live-"))
     server = Uvicorn(env, profile=f"{args.profile_asgi}.{agents}" if args.profile_asgi else "")
@@ -1080,6 +1169,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="webhooks per second")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--teams", type=int, default=4)
+    parser.add_argument(
+        "--history", type=int, default=HISTORY_TICKETS, help="closed tickets seeded first"
+    )
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured messages first")
     parser.add_argument(
         "--drain", type=float, default=3.0, help="stop when no event came for this long"

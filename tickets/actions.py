@@ -3270,7 +3270,7 @@ def _route_new_sql() -> str:
         "SELECT t.id, "  # noqa: S608 -- table and column names only
         f"(SELECT p.assignee_id FROM {ticket} p WHERE p.contact_id = t.contact_id "
         " AND COALESCE(p.assignee_id, 0) <> 0 ORDER BY p.id DESC LIMIT 1), "
-        f"{routing.candidates_sql('m.team_id = t.team_id', ticket='t')} "
+        f"{routing.candidates_sql('m.team_id = t.team_id', ticket='t', required_skills=False)} "
         f"FROM (SELECT nextval(pg_get_serial_sequence('{ticket}', 'id')) AS id, "
         "%s::bigint AS contact_id, %s::bigint AS team_id, %s::varchar AS language) t"
     )

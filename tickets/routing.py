@@ -741,7 +741,9 @@ def _moment(value: Any) -> datetime | None:
     return timezone.make_aware(moment, UTC) if timezone.is_naive(moment) else moment
 
 
-def candidates_sql(team_condition: str, *, ticket: str | None = None) -> str:
+def candidates_sql(
+    team_condition: str, *, ticket: str | None = None, required_skills: bool = True
+) -> str:
     """A scalar subquery: one JSON array of the online agents accepting auto-assignment with
     spare capacity whose team membership satisfies `team_condition` (SQL on `m.team_id`),
     one element per (agent, team), each with the agent's skills.
@@ -750,7 +752,9 @@ def candidates_sql(team_condition: str, *, ticket: str | None = None) -> str:
     the ticket's language and holding its required skills are listed, and their skills are
     left out: the lock query embeds it for the ticket's team, so the common routing reads
     its few candidates in the same statement. `load_candidates` runs it alone, unfiltered,
-    for the wider pools and to explain an empty one."""
+    for the wider pools and to explain an empty one. Without `required_skills` the ticket's
+    required skills are not looked up: a ticket not written yet has none (a probe of the
+    skills table per candidate, ~150 at 500 agents, for rows that cannot exist)."""
     postgres = connection.vendor == "postgresql"
     array = "json_build_array" if postgres else "json_array"
     languages = "a.languages" if postgres else "json(a.languages)"
@@ -766,17 +770,21 @@ def candidates_sql(team_condition: str, *, ticket: str | None = None) -> str:
     if ticket is not None:
         skills = "NULL"
         if postgres:
-            speaks = f"a.languages @> jsonb_build_array({ticket}.language)"
+            # `?`: the language is one of the array's strings. Half the cost of the
+            # equivalent `@> jsonb_build_array(...)`, which builds a jsonb value per agent:
+            # 0.54 against 0.98 ms per new ticket's candidates at 500 agents.
+            speaks = f"a.languages ? {ticket}.language"
         else:
             speaks = "EXISTS (SELECT 1 FROM json_each(a.languages) j "
             speaks += f"WHERE j.value = {ticket}.language)"
         required = Ticket.required_skills.through._meta.db_table
-        extra = (
-            f" AND ({ticket}.language = '' OR {languages} = '[]' OR {speaks})"  # noqa: S608
-            f" AND NOT EXISTS (SELECT 1 FROM {required} rs WHERE rs.ticket_id = {ticket}.id"
-            f" AND NOT EXISTS (SELECT 1 FROM {skill} s WHERE s.agent_id = a.id"
-            " AND s.skill_id = rs.skill_id))"
-        )
+        extra = f" AND ({ticket}.language = '' OR {languages} = '[]' OR {speaks})"
+        if required_skills:
+            extra += (
+                f" AND NOT EXISTS (SELECT 1 FROM {required} rs WHERE rs.ticket_id = {ticket}.id"  # noqa: S608
+                f" AND NOT EXISTS (SELECT 1 FROM {skill} s WHERE s.agent_id = a.id"
+                " AND s.skill_id = rs.skill_id))"
+            )
     return (
         f"(SELECT {agg}({array}(a.id, m.team_id, {languages}, a.capacity, a.open_count, "  # noqa: S608 -- table names and conditions of ours
         f"a.avg_first_response_seconds, a.csat_score, a.last_assigned_at, {skills})) "
