@@ -3260,19 +3260,29 @@ def _route_locked(
     )
 
 
-@functools.cache
-def _route_new_sql() -> str:
+# How many of a new ticket's candidates, best first, its routing reads (routing.rank_sql).
+# More than the claim tries (_CLAIM_TRIES), so that Python's ranking of them picks from
+# more than it claims; when none of them can be claimed, the whole team is read.
+_BEST_CANDIDATES = 2 * _CLAIM_TRIES
+
+
+@functools.lru_cache(maxsize=16)
+def _route_new_sql(order: str, best: int) -> str:
     ticket = Ticket._meta.db_table
+    candidates = routing.candidates_sql(
+        "m.team_id = t.team_id", ticket="t", required_skills=False, best=best, order=order
+    )
     return (
         # The id the ticket will have, and what _lock_for_routing reads with the lock that a
         # ticket not yet written can have: the contact's previous agent and the candidates of
-        # its team (a new ticket has no tags or required skills yet).
-        "SELECT t.id, "  # noqa: S608 -- table and column names only
-        f"(SELECT p.assignee_id FROM {ticket} p WHERE p.contact_id = t.contact_id "
-        " AND COALESCE(p.assignee_id, 0) <> 0 ORDER BY p.id DESC LIMIT 1), "
-        f"{routing.candidates_sql('m.team_id = t.team_id', ticket='t', required_skills=False)} "
-        f"FROM (SELECT nextval(pg_get_serial_sequence('{ticket}', 'id')) AS id, "
-        "%s::bigint AS contact_id, %s::bigint AS team_id, %s::varchar AS language) t"
+        # its team (a new ticket has no tags or required skills yet). MATERIALIZED: one
+        # nextval() and one previous agent, however often the rest refers to them.
+        "WITH t AS MATERIALIZED (SELECT "  # noqa: S608 -- table and column names only
+        f"nextval(pg_get_serial_sequence('{ticket}', 'id')) AS id, "
+        "%s::bigint AS contact_id, %s::bigint AS team_id, %s::varchar AS language, "
+        f"(SELECT p.assignee_id FROM {ticket} p WHERE p.contact_id = %s "
+        " AND COALESCE(p.assignee_id, 0) <> 0 ORDER BY p.id DESC LIMIT 1) AS previous) "
+        f"SELECT t.id, t.previous, {candidates} FROM t"
     )
 
 
@@ -3286,8 +3296,12 @@ def _route_new(
     cost a row lock query and an UPDATE that rewrote the new row in all fourteen of the
     ticket's indexes (the assignee is indexed, so it is never a HOT update): 5-12 % of
     PostgreSQL's CPU per new message, and two of its fifteen statements."""
+    order = routing.rank_sql(negative=routing.is_negative(ticket.sentiment), previous="t.previous")
     with _prepared_cursor() as cursor:
-        cursor.execute(_route_new_sql(), [contact.pk, ticket.team_id, ticket.language])
+        cursor.execute(
+            _route_new_sql(order, _BEST_CANDIDATES),
+            [contact.pk, ticket.team_id, ticket.language, contact.pk],
+        )
         pk, previous, candidates = cursor.fetchone()
     ticket.pk = pk
     # Tier, channel kind, tags, required skills, previous agent, candidates.

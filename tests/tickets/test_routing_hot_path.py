@@ -6,6 +6,8 @@ no redundant single-column foreign-key indexes (migration 0005)."""
 from __future__ import annotations
 
 import asyncio
+import random
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from channels_in.models import Channel
 from tests.conftest import inbound, make_agent
@@ -313,3 +316,71 @@ def test_it_applies_the_rules_to_a_new_ticket_before_writing_it(
     assert {"ticket.transferred", "ticket.priority", "ticket.tags", "routing.rules"} <= set(
         history(ticket)
     )
+
+
+def spread_agents(team: Team, n: int, seed: int) -> list[Agent]:
+    """Agents with every combination rank() orders on: loads, first-response times (one
+    below zero) and ratings (0 and out of range), some missing, some never assigned, some at
+    capacity, some not speaking Russian; every third a copy of the one before but for when
+    it was last assigned (ties broken by that, then by the id)."""
+    rng = random.Random(seed)
+    base = timezone.now() - timedelta(hours=2)
+    agents: list[Agent] = []
+    for i in range(n):
+        languages = rng.choice([("ru",), ("ru", "lt"), ("lt",), ()])
+        agent = make_agent(f"agent{seed}-{i}", teams=(team,), languages=languages)
+        if i % 3 == 2:
+            model = agents[-1]
+            agent.languages = model.languages
+            agent.capacity, agent.open_count = model.capacity, model.open_count
+            agent.avg_first_response_seconds = model.avg_first_response_seconds
+            agent.csat_score = model.csat_score
+            agent.last_assigned_at = rng.choice([None, model.last_assigned_at])
+        else:
+            agent.capacity = rng.choice([4, 5, 10])
+            agent.open_count = rng.randint(0, agent.capacity)
+            agent.avg_first_response_seconds = rng.choice([None, -1.0, 0.0, 300.0, 5000.0])
+            agent.csat_score = rng.choice([None, 0.0, 1.5, 2.5, 3.0, 4.0, 7.0])
+            agent.last_assigned_at = rng.choice([None, base, base + timedelta(minutes=i)])
+        agent.save()
+        agents.append(agent)
+    return agents
+
+
+def best_in_sql(team: Team, *, negative: bool, previous: int | None, best: int) -> list[int]:
+    order = routing.rank_sql(negative=negative, previous="t.previous")
+    candidates = routing.candidates_sql(
+        "m.team_id = t.team_id", ticket="t", required_skills=False, best=best, order=order
+    )
+    sql = (
+        "WITH t AS (SELECT %s::bigint AS team_id, %s::varchar AS language,"  # noqa: S608
+        f" %s::bigint AS previous) SELECT {candidates} FROM t"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [team.pk, "ru", previous])
+        (value,) = cursor.fetchone()
+    return [c.id for c in routing.parse_candidates(value, skills=frozenset())]
+
+
+@pytest.mark.parametrize("weights", [{}, {"capacity": 0.1, "speed": 0.7, "csat": 0.2}])
+def test_it_reads_the_agents_ranking_them_all_would_put_first(
+    outages: Team, settings: Any, weights: dict[str, float]
+) -> None:
+    settings.HELPDESK_ROUTING_WEIGHTS = weights
+    agents = spread_agents(outages, 45, seed=len(weights))
+    everyone = routing.load_candidates(frozenset({outages.pk}))
+    for negative in (False, True):
+        for previous in (None, agents[-1].pk, agents[0].pk):
+            need = routing.Need(
+                team_ids=frozenset({outages.pk}),
+                language="ru",
+                negative=negative,
+                previous_agent=previous,
+            )
+            ranked = [c.id for c, _, _ in routing.rank(everyone, need)]
+            assert len(ranked) > 12
+
+            # The first k in SQL are rank()'s first k, for every k: the same order, ties and all.
+            for k in range(1, len(ranked) + 1):
+                first = best_in_sql(outages, negative=negative, previous=previous, best=k)
+                assert sorted(first) == sorted(ranked[:k]), (negative, previous, k)
