@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -124,18 +125,26 @@ def _claim_events_orm(limit: int, now: datetime) -> list[InboundEvent]:
         return list(events.order_by("next_attempt_at", "id"))
 
 
-def process_pending(*, batch: int = CLAIM_BATCH, budget_seconds: float = 20.0) -> int:
+def process_pending(
+    *,
+    batch: int = CLAIM_BATCH,
+    budget_seconds: float = 20.0,
+    on_backlog: Callable[[], object] | None = None,
+) -> int:
     """Claim and process due events until none are left (or the time budget is spent; the
     next kick or sweep continues). Returns how many events were processed.
 
     The per-event fixed costs are paid per batch (one claiming statement for up to `batch`
-    events with their channels); each event is still applied in a transaction of its own."""
+    events with their channels); each event is still applied in a transaction of its own.
+    `on_backlog` is called when a claim finds more than one event waiting."""
     deadline = timezone.now() + timedelta(seconds=budget_seconds)
     done = 0
     while timezone.now() < deadline:
         events = claim_events(batch)
         if not events:
             break
+        if on_backlog is not None and len(events) > 1:
+            on_backlog()
         for event in events:
             run_claimed(event.pk, event)
         done += len(events)
