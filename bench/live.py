@@ -1227,7 +1227,8 @@ def main() -> None:
             "python_speed_s). uvicorn (1 process), gunicorn "
             f"{args.web_workers} sync workers, one Celery worker ×{args.worker_concurrency} "
             f"(nice {args.worker_nice}), channels_redis pub/sub layer; {args.rate:.0f} "
-            f"webhooks/s for {args.seconds:.0f} s, {args.teams} teams, one supervisor. Commit "
+            f"webhooks/s for {args.seconds:.0f} s, {args.teams} teams, one supervisor, "
+            f"{args.history:,} closed tickets of history. Commit "
             f"{commit_measured()}.",
             "",
             markdown_table(headers, rows),
