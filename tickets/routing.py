@@ -808,7 +808,7 @@ def candidates_sql(
 
 
 def rank_sql(*, negative: bool, previous: str) -> str:
-    """rank()'s order as an SQL ORDER BY on the agent row `a`, `previous` being the SQL of
+    """rank()'s order as a PostgreSQL ORDER BY on the agent row `a`, `previous` the SQL of
     the contact's previous agent: score() with this moment's weights and cap (the same
     float8 operations in the same order, so the same values), then who waited longest since
     an assignment, then the id; the previous agent first, or with a negative sentiment the
