@@ -462,6 +462,7 @@ def main() -> None:
         hooks, _ = make_hooks(count, web.base_url, args.seed + 2, 0.0)
         worker = CeleryWorker(env, args.worker_concurrency, WORKER_LOG, nice=args.nice)
         worker.start()
+        group_niced = worker.group_niced
         try:
             warm_up(web.base_url, hooks)
             time.sleep(3)
@@ -547,7 +548,8 @@ def main() -> None:
             f"Machine: {machine['cores']} cores ({machine['cpu']}), PostgreSQL "
             f"{machine['postgresql']}, Python {machine['python']}; load before {load_before:.2f}. "
             f"gunicorn {args.web_workers} sync workers; one Celery worker, prefork "
-            f"×{args.worker_concurrency}, nice {args.nice}; {args.concurrency} client "
+            f"×{args.worker_concurrency}, nice {args.nice}"
+            f"{' (and its autogroup)' if group_niced else ''}; {args.concurrency} client "
             f"{'connections' if args.client == 'wrk' else 'threads'}; "
             f"{e2e_run.redeliveries} redeliveries in the end-to-end run.",
             "",
