@@ -193,7 +193,24 @@
     node.appendChild(close);
     box.appendChild(node);
     if (kind !== "error") setTimeout(function () { node.remove(); }, 8000);
+    trimToasts(box);
     return node;
+  }
+
+  // A storm's SLA sweep can send dozens of notices at once: a stack of them covered the whole
+  // queue. Only the newest few stay; SLA warnings go first, then news, errors (signed out,
+  // a failed change) last. Nothing is lost: the rows show each ticket's SLA state.
+  var MAX_TOASTS = 4;
+  var DROP_FIRST = ["toast-warning", "toast-info", "toast-success", "toast-error"];
+
+  function trimToasts(box) {
+    while (box.children.length > MAX_TOASTS) {
+      var oldest = null;
+      for (var i = 0; i < DROP_FIRST.length && !oldest; i++) {
+        oldest = box.querySelector("." + DROP_FIRST[i]);
+      }
+      (oldest || box.firstElementChild).remove();
+    }
   }
 
   // ---------------------------------------------------------------- presence

@@ -281,3 +281,21 @@ def test_it_shows_a_user_without_an_agent_row_a_clear_403(
     assert "not a helpdesk agent" in page.locator("main").inner_text()
     assert page.locator(".qtable").count() == 0
     shoot(page, "forbidden")
+
+
+def test_it_keeps_only_the_newest_few_notices_on_screen(
+    live_server: Any, page: Any, shoot: Callable[..., Any], bob: Agent
+) -> None:
+    # What a storm's SLA sweep does to a supervisor's screen: a dozen warnings at once.
+    sign_in(page, live_server.url, "bob")
+    page.wait_for_url(f"{live_server.url}/")
+    page.evaluate(
+        """() => {
+            Live.toast("Signed out", "error");
+            Live.toast("Assigned #1", "info");
+            for (let i = 0; i < 12; i++) Live.toast("SLA at risk on #" + i, "warning");
+        }"""
+    )
+    texts = [text.rstrip("×").strip() for text in page.locator(".toasts .toast").all_inner_texts()]
+    assert texts == ["Signed out", "Assigned #1", "SLA at risk on #10", "SLA at risk on #11"]
+    shoot(page, "toasts-trimmed")
